@@ -1,0 +1,67 @@
+# ebpf-workshop — every target says what it does before it does it.
+# Run `make help` for the list.
+
+SHELL      := /bin/bash
+CARGO      ?= cargo
+# Debian/Ubuntu packages the workshop needs: clang compiles bpf/*.bpf.c, libelf/zlib
+# are linked by libbpf, bpftool writes vmlinux.h and shows loaded programs, iproute2
+# and iputils-ping drive the lab.
+DEB_PKGS   := clang clang-format llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iputils-ping
+ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/riscv64/riscv/' -e 's/ppc64le/powerpc/' -e 's/s390x/s390/' -e 's/loongarch64/loongarch/')
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LAB        := ebpfws
+
+.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-down bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## install missing build/lab packages with apt (clang, libelf, bpftool, ...)
+	@echo "==> deps: checking $(DEB_PKGS)"
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "    all present"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "    no apt-get here: install these with your package manager:$$missing"; exit 1; fi; \
+	echo "    installing:$$missing"; \
+	$(SUDO) apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
+
+build: deps ## build the library and every example
+	@echo "==> build: cargo build --examples"
+	$(CARGO) build --examples
+
+hello: deps ## run the first example (Ctrl-C to stop)
+	@echo "==> hello: cargo run --example hello"
+	$(CARGO) run --example hello
+
+trace: ## stream bpf_printk output (the kernel trace pipe)
+	@echo "==> trace: $(SUDO) cat /sys/kernel/tracing/trace_pipe (Ctrl-C to stop)"
+	$(SUDO) cat /sys/kernel/tracing/trace_pipe
+
+test: deps lint test-only ## deps + lint + the full end-to-end test suite (needs root)
+
+test-only: ## the test suite alone (runs as root through the runner in .cargo/config.toml)
+	@echo "==> test: cargo test (end-to-end, real kernel, own network namespaces)"
+	$(CARGO) test --all-targets -- --test-threads=2
+
+vmlinux: ## regenerate vmlinux/$(ARCH)/vmlinux.h from this kernel's BTF
+	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"
+	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }
+	mkdir -p vmlinux/$(ARCH)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+fmt: ## format Rust (cargo fmt) and C (clang-format)
+	@echo "==> fmt: cargo fmt, clang-format -i bpf/"
+	$(CARGO) fmt
+	clang-format -i bpf/*.c bpf/*.h bpf/include/*.h
+
+lint: ## check formatting and clippy warnings (what CI checks)
+	@echo "==> lint: cargo fmt --check, clippy -D warnings, clang-format --dry-run"
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	clang-format --dry-run --Werror bpf/*.c bpf/*.h bpf/include/*.h
+
+clean: ## remove build output
+	$(CARGO) clean

@@ -1,0 +1,57 @@
+/* Step 1 of the talk: run a program every time any process calls execve().
+ *
+ * Two entry points do the same work, because kernels differ:
+ *   - hello_ksyscall: a kprobe on the execve syscall, as in the talk. Needs
+ *     CONFIG_KPROBES, which most distribution kernels have.
+ *   - hello_tracepoint: the stable syscalls:sys_enter_execve tracepoint, for
+ *     kernels without kprobes.
+ * User space attaches one of them (see examples/hello.rs).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "events.h"
+#include "hello.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* A global of the event type makes it part of the skeleton, so Rust gets the
+ * exact same layout as `types::exec_event` (no hand-copied struct to drift). */
+struct exec_event _exec_event = {};
+
+static __always_inline int say_hello(const char *filename) {
+    /* The talk's one-liner. Output goes to /sys/kernel/tracing/trace_pipe:
+     * `make trace` or `hello --printk` shows it. */
+    bpf_printk("I'm alive!");
+
+    struct exec_event *e = reserve_event(sizeof(*e));
+    if (!e)
+        return 0;
+
+    /* The current task's parent is a kernel struct: read it with CO-RE so the
+     * field offsets are fixed up for whatever kernel loads this program. */
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    e->ts_ns = bpf_ktime_get_ns();
+    e->pid = bpf_get_current_pid_tgid() >> 32; /* upper half: tgid = pid */
+    e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+    e->uid = (__u32)bpf_get_current_uid_gid(); /* lower half: uid */
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    /* filename points into the caller's memory: copy it with the _user helper. */
+    bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+
+    bpf_ringbuf_submit(e, 0);
+    return 0; /* a kprobe's return value is ignored */
+}
+
+/* BPF_KSYSCALL unpacks the syscall's arguments portably across architectures. */
+SEC("ksyscall/execve")
+int BPF_KSYSCALL(hello_ksyscall, const char *filename) {
+    return say_hello(filename);
+}
+
+/* The tracepoint hands us the raw syscall arguments: args[0] is the filename. */
+SEC("tracepoint/syscalls/sys_enter_execve")
+int hello_tracepoint(struct trace_event_raw_sys_enter *ctx) {
+    return say_hello((const char *)ctx->args[0]);
+}

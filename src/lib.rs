@@ -1,0 +1,18 @@
+//! ebpf-workshop: the plumbing every example shares, so each example can stay a
+//! short lesson.
+//!
+//! - [`skel`]: one generated skeleton per `bpf/<name>.bpf.c`.
+//! - [`preflight`]: privilege / BTF / tracefs checks with one clear sentence each.
+//! - [`ring`]: read a ring buffer until Ctrl-C, decoding records into C's types.
+//! - [`attach`]: try the talk's hook, fall back to an equivalent one, say which.
+//! - [`format`]: addresses, ports, times and aligned columns.
+
+pub mod attach;
+pub mod format;
+pub mod preflight;
+pub mod ring;
+
+/// Generated skeletons, one module per `bpf/<name>.bpf.c` (see `build.rs`).
+pub mod skel {
+    include!(concat!(env!("OUT_DIR"), "/skels.rs"));
+}

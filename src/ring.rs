@@ -1,0 +1,126 @@
+//! Read a BPF ring buffer until Ctrl-C or SIGTERM, decoding each record into the
+//! C struct's generated Rust type.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HANDLER: Once = Once::new();
+
+/// Make Ctrl-C (SIGINT) and SIGTERM ask the loop to stop instead of killing the
+/// process, so that links are dropped (programs detached) on the way out.
+pub fn install_stop_handler() {
+    HANDLER.call_once(|| {
+        // With ctrlc's "termination" feature this covers SIGINT, SIGTERM and SIGHUP.
+        ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
+            .expect("installing the Ctrl-C handler");
+    });
+}
+
+/// Has Ctrl-C or SIGTERM arrived?
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Events seen and lost during a run, for the exit summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    /// Records decoded and handed to the callback.
+    pub events: u64,
+    /// Reservations that failed in the kernel because the buffer was full.
+    pub lost: u64,
+}
+
+/// A ring-buffer reader. Build it with [`RingReader::new`], optionally add a
+/// periodic callback with [`RingReader::every`], then [`RingReader::run`].
+pub struct RingReader<'a> {
+    ring: RingBuffer<'a>,
+    lost: &'a dyn MapCore,
+    events: Rc<Cell<u64>>,
+    tick: Option<(Duration, Box<dyn FnMut() + 'a>)>,
+}
+
+impl<'a> RingReader<'a> {
+    /// Read `events` (a `BPF_MAP_TYPE_RINGBUF`), calling `on_event` with each record
+    /// decoded as `T`. `lost` is the program's `lost_events` array (see
+    /// `bpf/include/events.h`).
+    pub fn new<T, F>(events: &'a dyn MapCore, lost: &'a dyn MapCore, mut on_event: F) -> Result<Self>
+    where
+        T: plain::Plain + Default,
+        F: FnMut(&T) + 'a,
+    {
+        let count = Rc::new(Cell::new(0u64));
+        let seen = count.clone();
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(events, move |data: &[u8]| {
+                // Copy rather than cast: the record may be shorter than T when the C
+                // side sent a partial struct, and copying needs no alignment.
+                let mut event = T::default();
+                if plain::copy_from_bytes(&mut event, data).is_ok() {
+                    seen.set(seen.get() + 1);
+                    on_event(&event);
+                }
+                0
+            })
+            .context("setting up the ring buffer")?;
+        let ring = builder.build().context("setting up the ring buffer")?;
+        Ok(RingReader { ring, lost, events: count, tick: None })
+    }
+
+    /// Also call `f` every `period` (e.g. to print per-second counters).
+    pub fn every(mut self, period: Duration, f: impl FnMut() + 'a) -> Self {
+        self.tick = Some((period, Box::new(f)));
+        self
+    }
+
+    /// Poll until Ctrl-C / SIGTERM, then return what was seen and lost.
+    pub fn run(mut self) -> Result<Summary> {
+        install_stop_handler();
+        let mut next_tick = self.tick.as_ref().map(|(p, _)| Instant::now() + *p);
+        while !stop_requested() {
+            // A short timeout keeps Ctrl-C responsive (well under a second).
+            match self.ring.poll(Duration::from_millis(100)) {
+                Ok(()) => {}
+                // EINTR: a signal arrived during epoll_wait; the loop condition decides.
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("polling the ring buffer"),
+            }
+            if let (Some(at), Some((period, f))) = (next_tick.as_mut(), self.tick.as_mut()) {
+                if Instant::now() >= *at {
+                    f();
+                    *at += *period;
+                }
+            }
+        }
+        // Drain what arrived between the last poll and the signal.
+        let _ = self.ring.consume();
+        Ok(Summary { events: self.events.get(), lost: lost_events(self.lost)? })
+    }
+}
+
+/// Sum of a one-slot `u64` array (plain or per-CPU): the program's loss counter.
+pub fn lost_events(map: &dyn MapCore) -> Result<u64> {
+    sum_u64(map, 0)
+}
+
+/// Read slot `key` of a `u64` array map, adding up the CPUs of a per-CPU array.
+pub fn sum_u64(map: &dyn MapCore, key: u32) -> Result<u64> {
+    let key = key.to_ne_bytes();
+    let values: Vec<Vec<u8>> = if map.map_type().is_percpu() {
+        map.lookup_percpu(&key, MapFlags::ANY)?.unwrap_or_default()
+    } else {
+        map.lookup(&key, MapFlags::ANY)?.into_iter().collect()
+    };
+    Ok(values
+        .iter()
+        .filter_map(|v| v.get(..8))
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap()))
+        .sum())
+}
