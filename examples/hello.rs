@@ -83,7 +83,7 @@ fn main() -> Result<()> {
         ]);
     })?
     .run()?;
-    eprintln!("\n{} execs seen, {} events lost", summary.events, summary.lost);
+    summary.print("execs");
     Ok(())
 }
 

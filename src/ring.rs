@@ -37,6 +37,16 @@ pub struct Summary {
     pub lost: u64,
 }
 
+impl Summary {
+    /// The exit line: "12 execs seen, 0 events lost".
+    pub fn print(&self, what: &str) {
+        eprintln!("\n{} {what} seen, {} events lost", self.events, self.lost);
+        if self.lost > 0 {
+            eprintln!("(the ring buffer was full: user space read too slowly; see events.h)");
+        }
+    }
+}
+
 /// A ring-buffer reader. Build it with [`RingReader::new`], optionally add a
 /// periodic callback with [`RingReader::every`], then [`RingReader::run`].
 pub struct RingReader<'a> {
