@@ -44,7 +44,10 @@ fn run() -> Result<()> {
     let vmlinux_h = vmlinux_dir.join("vmlinux.h");
 
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
-    println!("cargo:rerun-if-changed={}", manifest.join("vmlinux").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("vmlinux").display()
+    );
     if !vmlinux_h.exists() {
         bail!(
             "{} is missing: run `make vmlinux` (needs bpftool and /sys/kernel/btf/vmlinux) \
@@ -83,7 +86,10 @@ fn run() -> Result<()> {
         // Structs in bpf/<name>.h are records sent to user space: let `plain` read
         // them from ring-buffer bytes (they are plain old data by construction).
         for event in shared_structs(&bpf_dir.join(format!("{name}.h")))? {
-            writeln!(index, "unsafe impl plain::Plain for {name}::types::{event} {{}}")?;
+            writeln!(
+                index,
+                "unsafe impl plain::Plain for {name}::types::{event} {{}}"
+            )?;
         }
     }
     fs::write(out.join("skels.rs"), index)?;

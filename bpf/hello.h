@@ -6,10 +6,10 @@
 #define FILENAME_LEN 128
 
 struct exec_event {
-    __u64 ts_ns;  /* bpf_ktime_get_ns(): nanoseconds since boot */
-    __u32 pid;    /* process (thread group) id of the caller */
-    __u32 ppid;   /* its parent's */
-    __u32 uid;    /* real user id */
-    char comm[TASK_COMM_LEN];     /* who called execve (the old program name) */
-    char filename[FILENAME_LEN];  /* what it asked to run */
+    __u64 ts_ns;                 /* bpf_ktime_get_ns(): nanoseconds since boot */
+    __u32 pid;                   /* process (thread group) id of the caller */
+    __u32 ppid;                  /* its parent's */
+    __u32 uid;                   /* real user id */
+    char comm[TASK_COMM_LEN];    /* who called execve (the old program name) */
+    char filename[FILENAME_LEN]; /* what it asked to run */
 };

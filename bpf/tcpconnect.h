@@ -4,8 +4,8 @@
 #define TASK_COMM_LEN 16
 
 struct connect_event {
-    __u64 ts_ns;  /* bpf_ktime_get_ns() */
-    __u32 pid;    /* the process that called connect() */
+    __u64 ts_ns; /* bpf_ktime_get_ns() */
+    __u32 pid;   /* the process that called connect() */
     __u32 uid;
     __s32 ret;    /* kprobe: tcp_v*_connect()'s return (0 = SYN sent);
                      tracepoint: 0 = established, else -errno (e.g. -ECONNREFUSED) */

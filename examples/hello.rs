@@ -39,7 +39,6 @@ struct Args {
     printk: bool,
 }
 
-
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
@@ -47,15 +46,21 @@ fn main() -> Result<()> {
     // open → load: libbpf parses the object, fixes up CO-RE offsets for this
     // kernel, and the verifier checks every program.
     let mut storage = MaybeUninit::uninit();
-    let open = HelloSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    let skel = open.load().context("loading the BPF programs into the kernel")?;
+    let open = HelloSkelBuilder::default()
+        .open(&mut storage)
+        .context("opening the BPF object")?;
+    let skel = open
+        .load()
+        .context("loading the BPF programs into the kernel")?;
 
     // attach: the kprobe from the talk if this kernel has kprobes, else the tracepoint.
     let progs = &skel.progs;
     let _attached = attach_with_fallback(
         args.attach,
         Hook::kprobe("kprobe on the execve syscall", || {
-            Ok(vec![progs.hello_ksyscall.attach_ksyscall(false, "execve")?])
+            Ok(vec![progs
+                .hello_ksyscall
+                .attach_ksyscall(false, "execve")?])
         }),
         Hook::tracepoint("tracepoint syscalls:sys_enter_execve", || {
             Ok(vec![progs.hello_tracepoint.attach_tracepoint(
@@ -71,17 +76,28 @@ fn main() -> Result<()> {
 
     // print events until Ctrl-C; dropping the skeleton and links detaches everything.
     let start = monotonic_ns();
-    let table = Table::new(&[("TIME(s)", 9), ("PID", 7), ("PPID", 7), ("UID", 6), ("COMM", 16), ("FILENAME", 0)]);
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &exec_event| {
-        table.row(&[
-            seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
-            e.pid.to_string(),
-            e.ppid.to_string(),
-            e.uid.to_string(),
-            c_str(&e.comm),
-            c_str(&e.filename),
-        ]);
-    })?
+    let table = Table::new(&[
+        ("TIME(s)", 9),
+        ("PID", 7),
+        ("PPID", 7),
+        ("UID", 6),
+        ("COMM", 16),
+        ("FILENAME", 0),
+    ]);
+    let summary = RingReader::new(
+        &skel.maps.events,
+        &skel.maps.lost_events,
+        |e: &exec_event| {
+            table.row(&[
+                seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+                e.pid.to_string(),
+                e.ppid.to_string(),
+                e.uid.to_string(),
+                c_str(&e.comm),
+                c_str(&e.filename),
+            ]);
+        },
+    )?
     .run()?;
     summary.print("execs");
     Ok(())

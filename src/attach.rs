@@ -40,13 +40,21 @@ impl<'a> Hook<'a> {
         what: &'static str,
         f: impl FnOnce() -> libbpf_rs::Result<Vec<Link>> + 'a,
     ) -> Self {
-        Hook { kind: HookKind::Kprobe, what, attach: Box::new(f) }
+        Hook {
+            kind: HookKind::Kprobe,
+            what,
+            attach: Box::new(f),
+        }
     }
     pub fn tracepoint(
         what: &'static str,
         f: impl FnOnce() -> libbpf_rs::Result<Vec<Link>> + 'a,
     ) -> Self {
-        Hook { kind: HookKind::Tracepoint, what, attach: Box::new(f) }
+        Hook {
+            kind: HookKind::Tracepoint,
+            what,
+            attach: Box::new(f),
+        }
     }
 }
 
@@ -82,7 +90,10 @@ pub fn attach_with_fallback(mode: AttachMode, kprobe: Hook, tracepoint: Hook) ->
         AttachMode::Tracepoint => try_hook(tracepoint)?,
         AttachMode::Kprobe => {
             if let Some(why) = kprobes_missing() {
-                bail!("cannot attach the {}: {why}. Use --attach tracepoint (or auto)", kprobe.what);
+                bail!(
+                    "cannot attach the {}: {why}. Use --attach tracepoint (or auto)",
+                    kprobe.what
+                );
             }
             try_hook(kprobe)?
         }
@@ -91,8 +102,13 @@ pub fn attach_with_fallback(mode: AttachMode, kprobe: Hook, tracepoint: Hook) ->
             match try_hook(kprobe) {
                 Ok(a) => a,
                 Err(e) => {
-                    let why = kprobes_missing().map(str::to_string).unwrap_or_else(|| format!("{e:#}"));
-                    eprintln!("note: no {kprobe_what}: {why}; using the {} instead", tracepoint.what);
+                    let why = kprobes_missing()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("{e:#}"));
+                    eprintln!(
+                        "note: no {kprobe_what}: {why}; using the {} instead",
+                        tracepoint.what
+                    );
                     try_hook(tracepoint)?
                 }
             }

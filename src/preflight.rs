@@ -98,7 +98,9 @@ static LIBBPF_MUTED: AtomicBool = AtomicBool::new(false);
 /// debug chatter. `EBPF_WORKSHOP_DEBUG=1` shows everything.
 fn quiet_libbpf_debug() {
     fn print(level: PrintLevel, msg: String) {
-        if !LIBBPF_MUTED.load(Ordering::Relaxed) || std::env::var_os("EBPF_WORKSHOP_DEBUG").is_some() {
+        if !LIBBPF_MUTED.load(Ordering::Relaxed)
+            || std::env::var_os("EBPF_WORKSHOP_DEBUG").is_some()
+        {
             let _ = level;
             eprint!("{msg}");
         }

@@ -60,7 +60,11 @@ impl<'a> RingReader<'a> {
     /// Read `events` (a `BPF_MAP_TYPE_RINGBUF`), calling `on_event` with each record
     /// decoded as `T`. `lost` is the program's `lost_events` array (see
     /// `bpf/include/events.h`).
-    pub fn new<T, F>(events: &'a dyn MapCore, lost: &'a dyn MapCore, mut on_event: F) -> Result<Self>
+    pub fn new<T, F>(
+        events: &'a dyn MapCore,
+        lost: &'a dyn MapCore,
+        mut on_event: F,
+    ) -> Result<Self>
     where
         T: plain::Plain + Default,
         F: FnMut(&T) + 'a,
@@ -81,7 +85,12 @@ impl<'a> RingReader<'a> {
             })
             .context("setting up the ring buffer")?;
         let ring = builder.build().context("setting up the ring buffer")?;
-        Ok(RingReader { ring, lost, events: count, tick: None })
+        Ok(RingReader {
+            ring,
+            lost,
+            events: count,
+            tick: None,
+        })
     }
 
     /// Also call `f` every `period` (e.g. to print per-second counters).
@@ -111,7 +120,10 @@ impl<'a> RingReader<'a> {
         }
         // Drain what arrived between the last poll and the signal.
         let _ = self.ring.consume();
-        Ok(Summary { events: self.events.get(), lost: lost_events(self.lost)? })
+        Ok(Summary {
+            events: self.events.get(),
+            lost: lost_events(self.lost)?,
+        })
     }
 }
 

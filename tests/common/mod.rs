@@ -1,0 +1,257 @@
+//! Helpers for end-to-end tests: run an example binary as a user would, watch its
+//! output, stop it with a signal, and check what it left loaded.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The built example binary: tests run from target/<profile>/deps/, examples are
+/// in target/<profile>/examples/ (cargo test builds them first).
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A running example, with its output collected in the background. Dropping it
+/// kills the process, so a failing test leaves nothing running.
+pub struct Running {
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+/// Start `cmd` with piped output.
+pub fn spawn(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let readers = vec![
+        collect(child.stdout.take().unwrap(), stdout.clone()),
+        collect(child.stderr.take().unwrap(), stderr.clone()),
+    ];
+    Running {
+        child: Some(child),
+        stdout,
+        stderr,
+        readers,
+    }
+}
+
+/// Start example `name` with `args`.
+pub fn run_example(name: &str, args: &[&str]) -> Running {
+    let mut cmd = Command::new(example_path(name));
+    cmd.args(args);
+    spawn(cmd)
+}
+
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until stdout or stderr has a line for which `pred` holds; panic with
+    /// everything printed so far if it does not come within `timeout` or the
+    /// process exits first.
+    pub fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = format!("{}{}", self.stdout(), self.stderr());
+            if let Some(line) = out.lines().find(|l| pred(l)) {
+                return line.to_string();
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                thread::sleep(Duration::from_millis(100)); // let the readers finish
+                panic!(
+                    "no line with {what} (exited: {exited:?})\n--- stdout:\n{}--- stderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for a line that contains `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_line(timeout, needle, |l| l.contains(needle))
+    }
+
+    /// Wait until the example says its programs are attached.
+    pub fn wait_attached(&mut self) {
+        self.wait_for("attached", Duration::from_secs(20));
+    }
+
+    /// Send `sig` and wait for the exit (at most `timeout`).
+    pub fn stop(&mut self, sig: Signal, timeout: Duration) -> Finished {
+        kill(Pid::from_raw(self.pid() as i32), sig).unwrap();
+        self.wait(timeout)
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait(&mut self, timeout: Duration) -> Finished {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "still running after {timeout:?}\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        self.child = None;
+        Finished {
+            status,
+            took: started.elapsed(),
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub took: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run example `name` to completion (for runs that should fail fast).
+pub fn run_to_end(name: &str, args: &[&str]) -> Finished {
+    run_example(name, args).wait(Duration::from_secs(30))
+}
+
+/// The BPF program ids a process holds (program and link fds both name them in
+/// /proc/<pid>/fdinfo). Recording them while it runs lets a test check afterwards
+/// that exactly these are gone, even while other tests load programs of their own.
+pub fn bpf_prog_ids(pid: u32) -> Vec<u32> {
+    let mut ids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|v| v.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Is a BPF program with this id still loaded in the kernel?
+pub fn prog_loaded(id: u32) -> bool {
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a fresh fd we own; dropping it closes it.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    true
+}
+
+/// Assert that none of `ids` is loaded any more (the kernel frees programs shortly
+/// after the last reference goes, so allow it a moment).
+pub fn assert_unloaded(ids: &[u32]) {
+    assert!(
+        !ids.is_empty(),
+        "the example held no BPF programs: nothing was checked"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while ids.iter().any(|&id| prog_loaded(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "BPF programs still loaded: {:?}",
+            ids.iter()
+                .filter(|&&id| prog_loaded(id))
+                .collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A name no other test run uses at the same time.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The command line that runs `path` as user "nobody" with no capabilities.
+pub fn as_nobody(path: &std::path::Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ]);
+    cmd.arg(path);
+    cmd
+}

@@ -1,0 +1,130 @@
+//! hello, run as a user would: real kernel, real execs.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use ebpf_workshop::attach::kprobes_missing;
+use nix::sys::signal::Signal;
+
+/// A program with a name nobody else runs: a copy of `true`.
+fn unique_program() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(unique("ebpfws-hello-"));
+    std::fs::copy("/bin/true", &path).unwrap();
+    path
+}
+
+#[test]
+fn reports_an_exec_with_its_pid_and_filename() {
+    let mut hello = run_example("hello", &[]);
+    hello.wait_attached();
+    let program = unique_program();
+    let mut child = Command::new(&program).spawn().unwrap();
+    let pid = child.id().to_string();
+    child.wait().unwrap();
+    let name = program.to_str().unwrap().to_string();
+    let line = hello.wait_for(&name, Duration::from_secs(10));
+    // Columns: TIME PID PPID UID COMM FILENAME
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], pid, "pid column in {line:?}");
+    assert_eq!(
+        cols[2],
+        std::process::id().to_string(),
+        "ppid is this test in {line:?}"
+    );
+    assert_eq!(cols[3], "0", "uid column in {line:?}");
+    assert_eq!(cols[5], name);
+    let ids = bpf_prog_ids(hello.pid());
+    let end = hello.stop(Signal::SIGINT, Duration::from_secs(2));
+    assert!(end.status.success(), "exit after Ctrl-C: {end:?}");
+    assert!(
+        end.took < Duration::from_secs(1),
+        "Ctrl-C took {:?}",
+        end.took
+    );
+    assert!(
+        end.stderr.contains("execs seen, 0 events lost"),
+        "summary: {}",
+        end.stderr
+    );
+    assert_unloaded(&ids);
+    let _ = std::fs::remove_file(program);
+}
+
+#[test]
+fn printk_shows_im_alive() {
+    let mut hello = run_example("hello", &["--printk"]);
+    hello.wait_attached();
+    let program = unique_program();
+    // One exec may race with the trace_pipe reader starting; a few make it certain.
+    for _ in 0..5 {
+        Command::new(&program).status().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = hello.wait_for("I'm alive!", Duration::from_secs(10));
+    assert!(line.starts_with("printk:"), "{line}");
+    let ids = bpf_prog_ids(hello.pid());
+    let end = hello.stop(Signal::SIGTERM, Duration::from_secs(2));
+    assert!(end.status.success(), "exit after SIGTERM: {end:?}");
+    assert_unloaded(&ids);
+    let _ = std::fs::remove_file(program);
+}
+
+#[test]
+fn tracepoint_can_be_chosen_and_says_so() {
+    let mut hello = run_example("hello", &["--attach", "tracepoint"]);
+    let line = hello.wait_for("attached:", Duration::from_secs(20));
+    assert_eq!(line, "attached: tracepoint syscalls:sys_enter_execve");
+    hello.stop(Signal::SIGINT, Duration::from_secs(2));
+}
+
+#[test]
+fn forced_kprobe_on_a_kernel_without_kprobes_names_the_missing_feature() {
+    let mut hello = run_example("hello", &["--attach", "kprobe"]);
+    if kprobes_missing().is_none() {
+        // A kernel with kprobes: the talk's hook must just work.
+        let line = hello.wait_for("attached:", Duration::from_secs(20));
+        assert!(line.contains("kprobe"), "{line}");
+        return;
+    }
+    let end = hello.wait(Duration::from_secs(20));
+    assert!(!end.status.success());
+    assert!(
+        end.stderr.contains("CONFIG_KPROBES"),
+        "message: {}",
+        end.stderr
+    );
+    assert!(
+        end.stderr.contains("--attach tracepoint"),
+        "says what to do: {}",
+        end.stderr
+    );
+    assert!(!end.stderr.contains("panicked"), "{}", end.stderr);
+}
+
+#[test]
+fn unprivileged_user_is_told_to_use_sudo() {
+    let end = spawn(as_nobody(&example_path("hello"))).wait(Duration::from_secs(20));
+    assert!(!end.status.success());
+    assert!(end.stderr.contains("needs root"), "message: {}", end.stderr);
+    assert!(end.stderr.contains("sudo"), "message: {}", end.stderr);
+    assert!(
+        !end.stderr.contains("libbpf"),
+        "our sentence comes before libbpf's noise: {}",
+        end.stderr
+    );
+}
+
+#[test]
+fn unknown_option_value_is_refused_by_the_parser() {
+    let end = run_to_end("hello", &["--attach", "uprobe"]);
+    assert_eq!(end.status.code(), Some(2));
+    assert!(
+        end.stderr
+            .contains("possible values: auto, kprobe, tracepoint"),
+        "{}",
+        end.stderr
+    );
+}
