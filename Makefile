@@ -46,6 +46,14 @@ test-only: ## the test suite alone (runs as root through the runner in .cargo/co
 	@echo "==> test: cargo test (end-to-end, real kernel, own network namespaces)"
 	$(CARGO) test --all-targets -- --test-threads=2
 
+lab: deps ## build the packet lab: client and server namespaces joined by veth
+	@echo "==> lab: two network namespaces ($(LAB)-client, $(LAB)-server) and a veth pair"
+	$(CARGO) run --quiet --bin lab -- up --name $(LAB)
+
+lab-down: ## remove the packet lab and everything attached to it
+	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server"
+	$(CARGO) run --quiet --bin lab -- down --name $(LAB)
+
 vmlinux: ## regenerate vmlinux/$(ARCH)/vmlinux.h from this kernel's BTF
 	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"
 	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }

@@ -6,9 +6,14 @@
 //! - [`ring`]: read a ring buffer until Ctrl-C, decoding records into C's types.
 //! - [`attach`]: try the talk's hook, fall back to an equivalent one, say which.
 //! - [`format`]: addresses, ports, times and aligned columns.
+//! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
+//! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
 
 pub mod attach;
 pub mod format;
+pub mod lab;
+pub mod net;
+pub mod netns;
 pub mod preflight;
 pub mod ring;
 

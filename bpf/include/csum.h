@@ -1,0 +1,26 @@
+/* Internet checksum, updated incrementally.
+ *
+ * IPv4, ICMP and ICMPv6 checksums are the one's complement of the one's complement
+ * sum of the 16-bit words they cover. When one word changes from m to m', RFC 1624
+ * (equation 3) gives the new checksum without re-reading the packet:
+ *
+ *     HC' = ~(~HC + ~m + m')
+ *
+ * Why it is right: ~HC is the sum of all words; adding ~m removes m (in one's
+ * complement arithmetic, adding ~m is subtracting m) and adding m' puts in the new
+ * word. Folding the carries back in keeps the result a 16-bit one's complement sum.
+ * This form (unlike the older RFC 1141 one) never produces the invalid 0x0000 where
+ * 0xFFFF is meant. And the sum is the same whatever the byte order, as long as
+ * m and m' are read from the packet the same way the checksum is stored, so no
+ * byte swapping is needed.
+ */
+#pragma once
+
+static __always_inline void csum_replace2(__sum16 *sum, __u16 old, __u16 new) {
+    __u32 s = (__u16)~*sum;
+    s += (__u16)~old;
+    s += new;
+    s = (s & 0xFFFF) + (s >> 16); /* fold the carries in (twice is always enough) */
+    s = (s & 0xFFFF) + (s >> 16);
+    *sum = ~s;
+}
