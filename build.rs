@@ -102,17 +102,28 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// Names of the `struct x {` definitions in a shared header (none if no header).
+/// Names of the `struct x {` definitions in a shared header and the local headers
+/// it includes (`#include "echo.h"`, looked up in bpf/ and bpf/include/).
 fn shared_structs(header: &Path) -> Result<Vec<String>> {
     let Ok(text) = fs::read_to_string(header) else {
         return Ok(Vec::new());
     };
-    Ok(text
+    let mut names: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("struct "))
         .filter_map(|l| l.strip_suffix(" {"))
         .map(str::to_string)
-        .collect())
+        .collect();
+    let bpf_dir = header.parent().context("header directory")?;
+    for included in text.lines().filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"')) {
+        for dir in [bpf_dir.to_path_buf(), bpf_dir.join("include")] {
+            if dir.join(included).exists() {
+                names.extend(shared_structs(&dir.join(included))?);
+                break;
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// `bpf/*.bpf.c`, sorted so the generated index is stable.

@@ -5,11 +5,13 @@
 //! - [`preflight`]: privilege / BTF / tracefs checks with one clear sentence each.
 //! - [`ring`]: read a ring buffer until Ctrl-C, decoding records into C's types.
 //! - [`attach`]: try the talk's hook, fall back to an equivalent one, say which.
+//! - [`echo`]: the ping report every packet program sends.
 //! - [`format`]: addresses, ports, times and aligned columns.
 //! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
 //! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
 
 pub mod attach;
+pub mod echo;
 pub mod format;
 pub mod lab;
 pub mod net;

@@ -25,6 +25,11 @@ pub enum Needs {
 
 /// Everything an example checks before it opens its skeleton.
 pub fn check(needs: Needs) -> Result<()> {
+    // Errors here are sentences for a person, not crashes: no backtrace under them
+    // even when RUST_BACKTRACE is set (EBPF_WORKSHOP_DEBUG=1 brings them back).
+    if std::env::var_os("EBPF_WORKSHOP_DEBUG").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     quiet_libbpf_debug();
     privileges(needs)?;
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {

@@ -67,10 +67,12 @@ static __always_inline struct iphdr *parse_ipv4(struct cursor *c) {
     struct iphdr *ip = c->pos;
     if (!cursor_take(c, sizeof(*ip)))
         return NULL;
-    if (ip->ihl < IPV4_MIN_IHL) /* malformed: shorter than the fixed header */
+    __u32 hdr_len = ip->ihl * 4; /* 20 to 60 bytes */
+    if (hdr_len < sizeof(*ip))   /* malformed: shorter than the fixed header */
         return NULL;
-    /* Skip the options too. The mask tells the verifier the length is small. */
-    __u32 options = (ip->ihl & 0xF) * 4 - sizeof(*ip);
+    /* Skip the options too. They are at most 40 bytes; the mask proves to the
+     * verifier that the cursor cannot jump arbitrarily far. */
+    __u32 options = (hdr_len - sizeof(*ip)) & 0x3F;
     if (options && !cursor_take(c, options))
         return NULL;
     return ip;
@@ -93,9 +95,10 @@ static __always_inline struct tcphdr *parse_tcp(struct cursor *c) {
     struct tcphdr *tcp = c->pos;
     if (!cursor_take(c, sizeof(*tcp)))
         return NULL;
-    if (tcp->doff < sizeof(*tcp) / 4)
+    __u32 hdr_len = tcp->doff * 4; /* 20 to 60 bytes */
+    if (hdr_len < sizeof(*tcp))
         return NULL;
-    __u32 options = (tcp->doff & 0xF) * 4 - sizeof(*tcp);
+    __u32 options = (hdr_len - sizeof(*tcp)) & 0x3F; /* at most 40, as for IPv4 */
     if (options && !cursor_take(c, options))
         return NULL;
     return tcp;
@@ -115,6 +118,76 @@ static __always_inline bool eth_is_unicast(const struct ethhdr *eth) {
  * ICMP message: its checksum cannot be checked or fixed here. */
 static __always_inline bool ipv4_is_fragment(const struct iphdr *ip) {
     return bpf_ntohs(ip->frag_off) & (IP_MF | IP_OFFSET);
+}
+
+/* A frame parsed down to layer 4. */
+struct packet {
+    struct cursor c;        /* after parse_packet(): at the layer-4 header */
+    struct ethhdr *eth;
+    struct iphdr *ip;       /* set for IPv4 */
+    struct ipv6hdr *ip6;    /* set for IPv6 */
+    __u8 l4proto;           /* IPPROTO_TCP, _UDP, _ICMP, ICMPV6...; 0 when not IP */
+    struct icmphdr *icmp;   /* set by is_echo_request() */
+    struct icmp6hdr *icmp6; /* set by is_echo_request() */
+};
+
+/* Parse Ethernet (one VLAN tag allowed) and IPv4 or IPv6. False when the frame is
+ * too short for what its headers claim; non-IP frames parse with l4proto 0.
+ * IPv6 extension headers are not walked: l4proto is then the first of them. */
+static __always_inline bool parse_packet(struct packet *p, void *data, void *data_end) {
+    __be16 proto;
+    __builtin_memset(p, 0, sizeof(*p));
+    cursor_init(&p->c, data, data_end);
+    p->eth = parse_eth(&p->c, &proto);
+    if (!p->eth)
+        return false;
+    if (proto == bpf_htons(ETH_P_IP)) {
+        p->ip = parse_ipv4(&p->c);
+        if (!p->ip)
+            return false;
+        p->l4proto = p->ip->protocol;
+    } else if (proto == bpf_htons(ETH_P_IPV6)) {
+        p->ip6 = parse_ipv6(&p->c);
+        if (!p->ip6)
+            return false;
+        p->l4proto = p->ip6->nexthdr;
+    }
+    return true;
+}
+
+/* Is this a ping (ICMP echo request, or ICMPv6 echo request)? Takes the ICMP
+ * header from the cursor. A later IPv4 fragment has no ICMP header: not a ping. */
+static __always_inline bool is_echo_request(struct packet *p) {
+    if (p->ip && p->l4proto == IPPROTO_ICMP && !(bpf_ntohs(p->ip->frag_off) & IP_OFFSET)) {
+        p->icmp = parse_icmp(&p->c);
+        return p->icmp && p->icmp->type == ICMP_ECHO && p->icmp->code == 0;
+    }
+    if (p->ip6 && p->l4proto == IPPROTO_ICMPV6) {
+        p->icmp6 = parse_icmp6(&p->c);
+        return p->icmp6 && p->icmp6->icmp6_type == ICMPV6_ECHO_REQUEST &&
+               p->icmp6->icmp6_code == 0;
+    }
+    return false;
+}
+
+/* May a program answer this ping by rewriting it in place? Only when the frame was
+ * sent to us alone (not broadcast or multicast), the whole packet is here, and it
+ * is simple: no IPv4 options or fragments (the kernel handles those). */
+static __always_inline bool echo_answerable(const struct packet *p) {
+    if (!eth_is_unicast(p->eth))
+        return false;
+    if (p->ip) {
+        if (p->ip->ihl != IPV4_MIN_IHL || ipv4_is_fragment(p->ip))
+            return false;
+        /* Truncated: the header claims more bytes than the frame has. */
+        return (void *)p->ip + bpf_ntohs(p->ip->tot_len) <= p->c.end;
+    }
+    if (p->ip6) {
+        if (p->ip6->daddr.in6_u.u6_addr8[0] == 0xff) /* ff00::/8 is multicast */
+            return false;
+        return (void *)(p->ip6 + 1) + bpf_ntohs(p->ip6->payload_len) <= p->c.end;
+    }
+    return false;
 }
 
 /* Swap two equally long byte ranges in place (MAC or IP addresses). */

@@ -1,0 +1,67 @@
+//! Pings reported by the packet programs (`bpf/include/echo.h`), printed as rows.
+
+use std::time::Duration;
+
+use crate::format::{ip, monotonic_ns, seconds, Table, AF_INET6};
+
+/// The `struct echo_event` every packet program sends. They all include the same
+/// C header, so the type generated for one skeleton (xdp's) reads them all.
+pub type EchoEvent = crate::skel::xdp::types::echo_event;
+/// What the program did with the ping, with the C enum's names.
+pub type EchoAction = crate::skel::xdp::types::echo_action;
+
+/// Prints one aligned row per ping, with times relative to its creation.
+pub struct EchoTable {
+    table: Table,
+    start_ns: u64,
+}
+
+impl EchoTable {
+    /// Print the header row.
+    pub fn new() -> Self {
+        let table = Table::new(&[
+            ("TIME(s)", 9),
+            ("ACTION", 9),
+            ("IP", 2),
+            ("SOURCE", 26),
+            ("DESTINATION", 26),
+            ("ID", 6),
+            ("SEQ", 0),
+        ]);
+        EchoTable { table, start_ns: monotonic_ns() }
+    }
+
+    /// One ping.
+    pub fn row(&self, e: &EchoEvent) {
+        let action = match e.action {
+            EchoAction::ECHO_DROPPED => "dropped",
+            EchoAction::ECHO_ANSWERED => "answered",
+            _ => "seen",
+        };
+        self.table.row(&[
+            self.since_start(e.ts_ns),
+            action.to_string(),
+            if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
+            ip(e.family, &e.saddr).to_string(),
+            ip(e.family, &e.daddr).to_string(),
+            e.id.to_string(),
+            e.seq.to_string(),
+        ]);
+    }
+
+    /// TIME(s) for a `bpf_ktime_get_ns()` value, or for now.
+    pub fn since_start(&self, ts_ns: u64) -> String {
+        seconds(Duration::from_nanos(ts_ns.saturating_sub(self.start_ns)))
+    }
+
+    /// The current TIME(s), for rows that are not events (periodic totals).
+    pub fn now(&self) -> String {
+        self.since_start(monotonic_ns())
+    }
+}
+
+impl Default for EchoTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
