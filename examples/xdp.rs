@@ -23,10 +23,10 @@ use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable};
 use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
+use ebpf_workshop::ring::{per_cpu, RingReader};
 use ebpf_workshop::skel::xdp::{types::proto_counts, XdpSkelBuilder};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::MapCore;
 
 /// Count packets per protocol and report pings at the driver; optionally drop pings.
 #[derive(Parser)]
@@ -76,15 +76,10 @@ fn main() -> Result<()> {
 
 /// Add up the per-CPU copies of the counters.
 fn read_counts(map: &dyn MapCore) -> Result<proto_counts> {
-    let per_cpu = map.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)?.unwrap_or_default();
-    let mut total = proto_counts::default();
-    for bytes in per_cpu {
-        let mut c = proto_counts::default();
-        plain::copy_from_bytes(&mut c, &bytes).map_err(|_| anyhow::anyhow!("short counter value"))?;
-        total.icmp += c.icmp;
-        total.tcp += c.tcp;
-        total.udp += c.udp;
-        total.other += c.other;
-    }
-    Ok(total)
+    Ok(per_cpu::<proto_counts>(map, 0)?.iter().fold(proto_counts::default(), |t, c| proto_counts {
+        icmp: t.icmp + c.icmp,
+        tcp: t.tcp + c.tcp,
+        udp: t.udp + c.udp,
+        other: t.other + c.other,
+    }))
 }

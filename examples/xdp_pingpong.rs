@@ -1,0 +1,61 @@
+//! # xdp_pingpong — answer pings in the driver (talk step 5)
+//!
+//! Turns every ICMP and ICMPv6 echo request that arrives on an interface into the
+//! echo reply, right in the driver, and sends it back out with `XDP_TX`. The
+//! kernel's network stack never sees the ping: no socket buffer, no routing, no
+//! ICMP code. Everything else passes untouched.
+//!
+//! Hook: XDP (`SEC("xdp")`) through a bpf_link: nothing stays attached after exit.
+//!
+//! Try it in the lab (`make lab` prints the commands): run it on `veth-server`, turn
+//! the server kernel's own replies off, and ping from the client: the answers now
+//! come from this program. On veth, the peer needs an XDP program too (the lab has
+//! one) or XDP_TX frames are dropped.
+//!
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, an interface with XDP support.
+
+use std::mem::MaybeUninit;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ebpf_workshop::echo::{EchoEvent, EchoTable};
+use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
+use ebpf_workshop::preflight::{self, Needs};
+use ebpf_workshop::ring::{per_cpu, RingReader};
+use ebpf_workshop::skel::xdp_pingpong::{types::pingpong_counts, XdpPingpongSkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+/// Answer pings (ICMP/ICMPv6 echo requests) with XDP_TX, bypassing the kernel stack.
+#[derive(Parser)]
+#[command(after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/xdp_pingpong veth-server")]
+struct Args {
+    /// Interface to answer pings on (`ip link` lists them).
+    iface: String,
+    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: XdpMode,
+    /// Replace an XDP program that is already attached to the interface.
+    #[arg(long)]
+    replace: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    preflight::check(Needs::Networking)?;
+    let iface = interface(&args.iface)?;
+
+    let mut storage = MaybeUninit::uninit();
+    let open = XdpPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let skel = open.load().context("loading the XDP program into the kernel")?;
+    let link = attach_xdp(&skel.progs.xdp_pingpong, &iface, args.mode, args.replace)?;
+    eprintln!("attached: XDP program xdp_pingpong on {} ({} mode): answering pings", iface.name, link.mode);
+
+    let pings = EchoTable::new();
+    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?.run()?;
+    let counts = per_cpu::<pingpong_counts>(&skel.maps.counts, 0)?;
+    let replied: u64 = counts.iter().map(|c| c.replied).sum();
+    let passed: u64 = counts.iter().map(|c| c.passed).sum();
+    eprintln!("\npackets: replied {replied}, passed {passed}");
+    summary.print("pings");
+    Ok(())
+}
