@@ -7,12 +7,14 @@
 //! - [`attach`]: try the talk's hook, fall back to an equivalent one, say which.
 //! - [`echo`]: the ping report every packet program sends.
 //! - [`format`]: addresses, ports, times and aligned columns.
+//! - [`frames`]: hand-built frames for BPF_PROG_TEST_RUN tests and benchmarks.
 //! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
 //! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
 
 pub mod attach;
 pub mod echo;
 pub mod format;
+pub mod frames;
 pub mod lab;
 pub mod net;
 pub mod netns;

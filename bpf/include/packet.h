@@ -179,6 +179,13 @@ static __always_inline bool echo_answerable(const struct packet *p) {
     if (p->ip) {
         if (p->ip->ihl != IPV4_MIN_IHL || ipv4_is_fragment(p->ip))
             return false;
+        /* One request cannot be answered by an incremental checksum update: with
+         * id 0, sequence 0 and checksum 0xF7FF the reply's words sum to zero, and
+         * only the payload tells whether its checksum must be 0x0000 or 0xFFFF
+         * (RFC 1624, section 3). The kernel answers that one. */
+        if (p->icmp && !p->icmp->un.echo.id && !p->icmp->un.echo.sequence &&
+            p->icmp->checksum == bpf_htons(0xF7FF))
+            return false;
         /* Truncated: the header claims more bytes than the frame has. */
         return (void *)p->ip + bpf_ntohs(p->ip->tot_len) <= p->c.end;
     }
