@@ -115,7 +115,10 @@ fn shared_structs(header: &Path) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect();
     let bpf_dir = header.parent().context("header directory")?;
-    for included in text.lines().filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"')) {
+    for included in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"'))
+    {
         for dir in [bpf_dir.to_path_buf(), bpf_dir.join("include")] {
             if dir.join(included).exists() {
                 names.extend(shared_structs(&dir.join(included))?);

@@ -48,7 +48,8 @@ int xdp_pingpong(struct xdp_md *ctx) {
     struct packet p;
     /* Only pings we can answer in place: unicast, whole, no fragments or IPv4
      * options. Anything else goes to the kernel exactly as it came. */
-    if (!parse_packet(&p, data, data_end) || !is_echo_request(&p) || !echo_answerable(&p)) {
+    if (!parse_packet(&p, data, data_end) || !is_echo_request(&p) ||
+        !echo_answerable(&p)) {
         n->passed++;
         return XDP_PASS;
     }

@@ -27,7 +27,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 /// Answer pings (ICMP/ICMPv6 echo requests) with XDP_TX, bypassing the kernel stack.
 #[derive(Parser)]
-#[command(after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/xdp_pingpong veth-server")]
+#[command(
+    after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/xdp_pingpong veth-server"
+)]
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
@@ -45,13 +47,25 @@ fn main() -> Result<()> {
     let iface = interface(&args.iface)?;
 
     let mut storage = MaybeUninit::uninit();
-    let open = XdpPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    let skel = open.load().context("loading the XDP program into the kernel")?;
+    let open = XdpPingpongSkelBuilder::default()
+        .open(&mut storage)
+        .context("opening the BPF object")?;
+    let skel = open
+        .load()
+        .context("loading the XDP program into the kernel")?;
     let link = attach_xdp(&skel.progs.xdp_pingpong, &iface, args.mode, args.replace)?;
-    eprintln!("attached: XDP program xdp_pingpong on {} ({} mode): answering pings", iface.name, link.mode);
+    eprintln!(
+        "attached: XDP program xdp_pingpong on {} ({} mode): answering pings",
+        iface.name, link.mode
+    );
 
     let pings = EchoTable::new();
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?.run()?;
+    let summary = RingReader::new(
+        &skel.maps.events,
+        &skel.maps.lost_events,
+        |e: &EchoEvent| pings.row(e),
+    )?
+    .run()?;
     let counts = per_cpu::<pingpong_counts>(&skel.maps.counts, 0)?;
     let replied: u64 = counts.iter().map(|c| c.replied).sum();
     let passed: u64 = counts.iter().map(|c| c.passed).sum();

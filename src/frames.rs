@@ -33,7 +33,13 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// Ethernet header (with an 802.1Q tag when `vlan` is set) around `payload`.
-pub fn ethernet(dst: [u8; 6], src: [u8; 6], vlan: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+pub fn ethernet(
+    dst: [u8; 6],
+    src: [u8; 6],
+    vlan: Option<u16>,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut f = Vec::with_capacity(18 + payload.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -96,7 +102,14 @@ pub fn icmp4_echo(kind: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
 }
 
 /// ICMPv6 echo message with checksum over the IPv6 pseudo-header.
-pub fn icmp6_echo(kind: u8, id: u16, seq: u16, data: &[u8], src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+pub fn icmp6_echo(
+    kind: u8,
+    id: u16,
+    seq: u16,
+    data: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+) -> Vec<u8> {
     let mut m = echo_body(kind, id, seq, data);
     let sum = checksum(&[pseudo6(src, dst, IPPROTO_ICMPV6, m.len()), m.clone()].concat());
     m[2..4].copy_from_slice(&sum.to_be_bytes());
@@ -184,17 +197,45 @@ impl Ping {
     }
 
     fn build(&self, reply: bool) -> Vec<u8> {
-        let (smac, dmac) = if reply { (self.dst_mac, CLIENT_MAC) } else { (CLIENT_MAC, self.dst_mac) };
-        if self.v6 {
-            let (s, d) = if reply { (SERVER_V6, CLIENT_V6) } else { (CLIENT_V6, SERVER_V6) };
-            let kind = if reply { ICMPV6_ECHO_REPLY } else { ICMPV6_ECHO_REQUEST };
-            let icmp = icmp6_echo(kind, self.id, self.seq, &self.data, s, d);
-            ethernet(dmac, smac, self.vlan, ETH_P_IPV6, &ipv6(s, d, IPPROTO_ICMPV6, &icmp))
+        let (smac, dmac) = if reply {
+            (self.dst_mac, CLIENT_MAC)
         } else {
-            let (s, d) = if reply { (SERVER_V4, CLIENT_V4) } else { (CLIENT_V4, SERVER_V4) };
+            (CLIENT_MAC, self.dst_mac)
+        };
+        if self.v6 {
+            let (s, d) = if reply {
+                (SERVER_V6, CLIENT_V6)
+            } else {
+                (CLIENT_V6, SERVER_V6)
+            };
+            let kind = if reply {
+                ICMPV6_ECHO_REPLY
+            } else {
+                ICMPV6_ECHO_REQUEST
+            };
+            let icmp = icmp6_echo(kind, self.id, self.seq, &self.data, s, d);
+            ethernet(
+                dmac,
+                smac,
+                self.vlan,
+                ETH_P_IPV6,
+                &ipv6(s, d, IPPROTO_ICMPV6, &icmp),
+            )
+        } else {
+            let (s, d) = if reply {
+                (SERVER_V4, CLIENT_V4)
+            } else {
+                (CLIENT_V4, SERVER_V4)
+            };
             let kind = if reply { ICMP_ECHOREPLY } else { ICMP_ECHO };
             let icmp = icmp4_echo(kind, self.id, self.seq, &self.data);
-            ethernet(dmac, smac, self.vlan, ETH_P_IP, &ipv4(s, d, IPPROTO_ICMP, &self.ipv4, &icmp))
+            ethernet(
+                dmac,
+                smac,
+                self.vlan,
+                ETH_P_IP,
+                &ipv4(s, d, IPPROTO_ICMP, &self.ipv4, &icmp),
+            )
         }
     }
 }
@@ -205,10 +246,19 @@ mod tests {
 
     #[test]
     fn checksum_of_a_checksummed_header_is_zero() {
-        let h = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_ICMP, &Ipv4Opts::default(), &[]);
+        let h = ipv4(
+            CLIENT_V4,
+            SERVER_V4,
+            IPPROTO_ICMP,
+            &Ipv4Opts::default(),
+            &[],
+        );
         assert_eq!(checksum(&h), 0);
         // RFC 1071's example words sum to 0xddf2; the checksum is its complement.
-        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
     }
 
     #[test]
@@ -237,13 +287,23 @@ pub struct TestRun {
 /// Run `prog` on `frame` in the kernel, without any interface (`repeat` times; the
 /// kernel feeds every repetition the same buffer, already rewritten by the ones
 /// before it).
-pub fn test_run(prog: &libbpf_rs::ProgramMut, frame: &[u8], repeat: u32) -> libbpf_rs::Result<TestRun> {
+pub fn test_run(
+    prog: &libbpf_rs::ProgramMut,
+    frame: &[u8],
+    repeat: u32,
+) -> libbpf_rs::Result<TestRun> {
     let mut out = vec![0u8; frame.len() + 256];
-    let mut input = libbpf_rs::ProgramInput::default();
-    input.data_in = Some(frame);
-    input.data_out = Some(&mut out);
-    input.repeat = repeat;
+    let input = libbpf_rs::ProgramInput {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        repeat,
+        ..Default::default()
+    };
     let output = prog.test_run(input)?;
     let frame = output.data.map(|d| d.to_vec()).unwrap_or_default();
-    Ok(TestRun { action: output.return_value, frame, duration: output.duration })
+    Ok(TestRun {
+        action: output.return_value,
+        frame,
+        duration: output.duration,
+    })
 }

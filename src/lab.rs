@@ -51,10 +51,14 @@ impl Host {
     /// test can tell an answer from our program from one by the kernel.
     pub fn kernel_echo_reply(&self, on: bool) -> Result<()> {
         let ignore = if on { "0" } else { "1" };
-        for key in ["net/ipv4/icmp_echo_ignore_all", "net/ipv6/icmp/echo_ignore_all"] {
+        for key in [
+            "net/ipv4/icmp_echo_ignore_all",
+            "net/ipv6/icmp/echo_ignore_all",
+        ] {
             let path = format!("/proc/sys/{key}");
             // /proc/sys/net shows the namespace of the thread that opens it.
-            in_namespace(&self.ns, || std::fs::write(&path, ignore))?.with_context(|| format!("writing {path} in {}", self.ns))?;
+            in_namespace(&self.ns, || std::fs::write(&path, ignore))?
+                .with_context(|| format!("writing {path} in {}", self.ns))?;
         }
         Ok(())
     }
@@ -98,13 +102,38 @@ impl Lab {
         }
         // Both ends are created inside the namespaces: nothing appears in the root one.
         run_checked(Command::new("ip").args([
-            "-n", &lab.client.ns, "link", "add", CLIENT_IF, "type", "veth", "peer", "name", SERVER_IF, "netns", &lab.server.ns,
+            "-n",
+            &lab.client.ns,
+            "link",
+            "add",
+            CLIENT_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            SERVER_IF,
+            "netns",
+            &lab.server.ns,
         ]))?;
         for host in [&lab.client, &lab.server] {
-            let ip = |args: &[&str]| run_checked(Command::new("ip").args(["-n", &host.ns]).args(args));
-            ip(&["addr", "add", &format!("{}/24", host.ipv4), "dev", host.iface])?;
+            let ip =
+                |args: &[&str]| run_checked(Command::new("ip").args(["-n", &host.ns]).args(args));
+            ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", host.ipv4),
+                "dev",
+                host.iface,
+            ])?;
             // nodad: skip IPv6 duplicate address detection so the address works at once.
-            ip(&["addr", "add", &format!("{}/64", host.ipv6), "dev", host.iface, "nodad"])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("{}/64", host.ipv6),
+                "dev",
+                host.iface,
+                "nodad",
+            ])?;
             ip(&["link", "set", "lo", "up"])?;
             ip(&["link", "set", host.iface, "up"])?;
         }
@@ -144,9 +173,14 @@ impl Drop for Lab {
 }
 
 fn run_checked(cmd: &mut Command) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?} (is iproute2 installed? `make deps`)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (is iproute2 installed? `make deps`)"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }
@@ -163,7 +197,10 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
         off: 0,
         imm,
     };
-    let prog = [insn(BPF_ALU64 | BPF_MOV | BPF_K, XDP_PASS as i32), insn(BPF_JMP | BPF_EXIT, 0)];
+    let prog = [
+        insn(BPF_ALU64 | BPF_MOV | BPF_K, XDP_PASS as i32),
+        insn(BPF_JMP | BPF_EXIT, 0),
+    ];
     let fd = unsafe {
         libbpf_sys::bpf_prog_load(
             libbpf_sys::BPF_PROG_TYPE_XDP,
@@ -175,13 +212,26 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
         )
     };
     if fd < 0 {
-        bail!("loading the lab's XDP pass program: {}", std::io::Error::from_raw_os_error(-fd));
+        bail!(
+            "loading the lab's XDP pass program: {}",
+            std::io::Error::from_raw_os_error(-fd)
+        );
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd) }; // the attachment keeps its own reference
     let ifindex = nix::net::if_::if_nametoindex(iface)? as i32;
-    let rc = unsafe { libbpf_sys::bpf_xdp_attach(ifindex, fd.as_raw_fd(), libbpf_sys::XDP_FLAGS_DRV_MODE, std::ptr::null()) };
+    let rc = unsafe {
+        libbpf_sys::bpf_xdp_attach(
+            ifindex,
+            fd.as_raw_fd(),
+            libbpf_sys::XDP_FLAGS_DRV_MODE,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
-        bail!("attaching the XDP pass program to {iface}: {}", std::io::Error::from_raw_os_error(-rc));
+        bail!(
+            "attaching the XDP pass program to {iface}: {}",
+            std::io::Error::from_raw_os_error(-rc)
+        );
     }
     Ok(())
 }

@@ -38,7 +38,10 @@ pub fn interface(name: &str) -> Result<Interface> {
     if !flags.contains(InterfaceFlags::IFF_UP) {
         bail!("interface {name} is down: bring it up with `sudo ip link set {name} up`");
     }
-    Ok(Interface { name: name.to_string(), index })
+    Ok(Interface {
+        name: name.to_string(),
+        index,
+    })
 }
 
 fn interface_flags(name: &str) -> InterfaceFlags {
@@ -71,7 +74,12 @@ pub struct XdpLink {
 
 /// Attach `prog` to `iface`. An interface that already has an XDP program is
 /// refused (with its id and how to remove it) unless `replace`.
-pub fn attach_xdp(prog: &libbpf_rs::ProgramMut, iface: &Interface, mode: XdpMode, replace: bool) -> Result<XdpLink> {
+pub fn attach_xdp(
+    prog: &libbpf_rs::ProgramMut,
+    iface: &Interface,
+    mode: XdpMode,
+    replace: bool,
+) -> Result<XdpLink> {
     let ifindex = iface.index as i32;
     let name = &iface.name;
     if let Some(id) = xdp_prog_id(ifindex) {
@@ -97,7 +105,12 @@ pub fn attach_xdp(prog: &libbpf_rs::ProgramMut, iface: &Interface, mode: XdpMode
         opts.sz = std::mem::size_of_val(&opts) as _;
         opts.flags = flags;
         let fd = unsafe {
-            libbpf_sys::bpf_link_create(prog.as_fd().as_raw_fd(), ifindex, libbpf_sys::BPF_XDP, &opts)
+            libbpf_sys::bpf_link_create(
+                prog.as_fd().as_raw_fd(),
+                ifindex,
+                libbpf_sys::BPF_XDP,
+                &opts,
+            )
         };
         if fd < 0 {
             return Err(std::io::Error::from_raw_os_error(-fd));
@@ -132,4 +145,3 @@ pub fn xdp_prog_id(ifindex: i32) -> Option<u32> {
     let rc = unsafe { libbpf_sys::bpf_xdp_query_id(ifindex, 0, &mut id) };
     (rc == 0 && id != 0).then_some(id)
 }
-

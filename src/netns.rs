@@ -13,10 +13,12 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Only that thread moves, so the caller stays where it was.
 pub fn in_namespace<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
     let path = Path::new(NETNS_DIR).join(ns);
-    let file = File::open(&path).with_context(|| format!("network namespace {ns} not found ({})", path.display()))?;
+    let file = File::open(&path)
+        .with_context(|| format!("network namespace {ns} not found ({})", path.display()))?;
     std::thread::scope(|s| {
         s.spawn(|| -> Result<T> {
-            setns(&file, CloneFlags::CLONE_NEWNET).with_context(|| format!("entering network namespace {ns}"))?;
+            setns(&file, CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering network namespace {ns}"))?;
             Ok(f())
         })
         .join()
@@ -31,6 +33,8 @@ pub fn namespaces_with_interface(name: &str) -> Vec<String> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|ns| in_namespace(ns, || nix::net::if_::if_nametoindex(name).is_ok()).unwrap_or(false))
+        .filter(|ns| {
+            in_namespace(ns, || nix::net::if_::if_nametoindex(name).is_ok()).unwrap_or(false)
+        })
         .collect()
 }

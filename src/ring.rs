@@ -150,12 +150,15 @@ pub fn sum_u64(map: &dyn MapCore, key: u32) -> Result<u64> {
 /// Every CPU's copy of slot `key` of a per-CPU array, decoded as the C struct `T`
 /// (add the copies up for the total).
 pub fn per_cpu<T: plain::Plain + Default>(map: &dyn MapCore, key: u32) -> Result<Vec<T>> {
-    let copies = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)?.unwrap_or_default();
+    let copies = map
+        .lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)?
+        .unwrap_or_default();
     copies
         .iter()
         .map(|bytes| {
             let mut value = T::default();
-            plain::copy_from_bytes(&mut value, bytes).map_err(|_| anyhow::anyhow!("per-CPU value shorter than its type"))?;
+            plain::copy_from_bytes(&mut value, bytes)
+                .map_err(|_| anyhow::anyhow!("per-CPU value shorter than its type"))?;
             Ok(value)
         })
         .collect()

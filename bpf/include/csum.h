@@ -9,15 +9,18 @@
  * Why it is right: ~HC is the sum of all words; adding ~m removes m (in one's
  * complement arithmetic, adding ~m is subtracting m) and adding m' puts in the new
  * word. Folding the carries back in keeps the result a 16-bit one's complement sum.
- * This form (unlike the older RFC 1141 one) never produces the invalid 0x0000 where
- * 0xFFFF is meant. And the sum is the same whatever the byte order, as long as
- * m and m' are read from the packet the same way the checksum is stored, so no
- * byte swapping is needed.
+ * The sum is the same whatever the byte order, as long as m and m' are read from
+ * the packet the way the checksum is stored, so no byte swapping is needed.
+ *
+ * One corner: one's complement has two zeros. When the new words sum to zero the
+ * update yields 0x0000, which is right unless every word is zero (then 0xFFFF is).
+ * Only reading the whole message can tell; echo_answerable() in packet.h leaves
+ * that single case to the kernel.
  */
 #pragma once
 
 static __always_inline void csum_replace2(__sum16 *sum, __u16 old, __u16 new) {
-    __u32 s = (__u16)~*sum;
+    __u32 s = (__u16) ~*sum;
     s += (__u16)~old;
     s += new;
     s = (s & 0xFFFF) + (s >> 16); /* fold the carries in (twice is always enough) */

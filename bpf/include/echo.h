@@ -12,15 +12,15 @@ enum echo_action {
 };
 
 struct echo_event {
-    __u64 ts_ns;     /* bpf_ktime_get_ns() */
-    __u32 ifindex;   /* interface it arrived on */
-    __u16 family;    /* AF_INET or AF_INET6 */
-    __u16 id;        /* echo identifier, host order (ping's process id or socket) */
-    __u16 seq;       /* echo sequence number, host order (icmp_seq) */
+    __u64 ts_ns;   /* bpf_ktime_get_ns() */
+    __u32 ifindex; /* interface it arrived on */
+    __u16 family;  /* AF_INET or AF_INET6 */
+    __u16 id;      /* echo identifier, host order (ping's process id or socket) */
+    __u16 seq;     /* echo sequence number, host order (icmp_seq) */
     __u16 pad;
     enum echo_action action;
-    __u8 saddr[16];  /* the pinger's address, network order; IPv4 in the first 4 */
-    __u8 daddr[16];  /* the address it pinged */
+    __u8 saddr[16]; /* the pinger's address, network order; IPv4 in the first 4 */
+    __u8 daddr[16]; /* the address it pinged */
 };
 
 struct echo_event _echo_event = {}; /* exports the type to the skeleton */

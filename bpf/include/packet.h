@@ -14,18 +14,18 @@
 /* From <linux/if_ether.h>, <linux/in6.h>, <linux/icmp.h>, <linux/icmpv6.h> and
  * <linux/ip.h>: vmlinux.h has types and enums, not #defines. */
 #define ETH_ALEN 6
-#define ETH_P_IP 0x0800      /* IPv4 */
-#define ETH_P_IPV6 0x86DD    /* IPv6 */
-#define ETH_P_8021Q 0x8100   /* 802.1Q VLAN tag */
-#define ETH_P_8021AD 0x88A8  /* 802.1ad (QinQ) outer tag */
-#define IPPROTO_ICMPV6 58    /* ICMP for IPv6 (IPv6 "next header" value) */
-#define ICMP_ECHOREPLY 0     /* ping reply (IPv4) */
-#define ICMP_ECHO 8          /* ping request (IPv4) */
+#define ETH_P_IP 0x0800     /* IPv4 */
+#define ETH_P_IPV6 0x86DD   /* IPv6 */
+#define ETH_P_8021Q 0x8100  /* 802.1Q VLAN tag */
+#define ETH_P_8021AD 0x88A8 /* 802.1ad (QinQ) outer tag */
+#define IPPROTO_ICMPV6 58   /* ICMP for IPv6 (IPv6 "next header" value) */
+#define ICMP_ECHOREPLY 0    /* ping reply (IPv4) */
+#define ICMP_ECHO 8         /* ping request (IPv4) */
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
-#define IP_MF 0x2000         /* "more fragments" flag in iphdr.frag_off (host order) */
-#define IP_OFFSET 0x1FFF     /* fragment offset bits in iphdr.frag_off (host order) */
-#define IPV4_MIN_IHL 5       /* header length in 32-bit words, without options */
+#define IP_MF 0x2000     /* "more fragments" flag in iphdr.frag_off (host order) */
+#define IP_OFFSET 0x1FFF /* fragment offset bits in iphdr.frag_off (host order) */
+#define IPV4_MIN_IHL 5   /* header length in 32-bit words, without options */
 
 struct cursor {
     void *pos; /* next unread byte */
@@ -122,7 +122,7 @@ static __always_inline bool ipv4_is_fragment(const struct iphdr *ip) {
 
 /* A frame parsed down to layer 4. */
 struct packet {
-    struct cursor c;        /* after parse_packet(): at the layer-4 header */
+    struct cursor c; /* after parse_packet(): at the layer-4 header */
     struct ethhdr *eth;
     struct iphdr *ip;       /* set for IPv4 */
     struct ipv6hdr *ip6;    /* set for IPv6 */
@@ -158,7 +158,8 @@ static __always_inline bool parse_packet(struct packet *p, void *data, void *dat
 /* Is this a ping (ICMP echo request, or ICMPv6 echo request)? Takes the ICMP
  * header from the cursor. A later IPv4 fragment has no ICMP header: not a ping. */
 static __always_inline bool is_echo_request(struct packet *p) {
-    if (p->ip && p->l4proto == IPPROTO_ICMP && !(bpf_ntohs(p->ip->frag_off) & IP_OFFSET)) {
+    if (p->ip && p->l4proto == IPPROTO_ICMP &&
+        !(bpf_ntohs(p->ip->frag_off) & IP_OFFSET)) {
         p->icmp = parse_icmp(&p->c);
         return p->icmp && p->icmp->type == ICMP_ECHO && p->icmp->code == 0;
     }

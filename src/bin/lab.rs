@@ -34,17 +34,31 @@ fn main() -> Result<()> {
             let lab = Lab::up(&args.name)?;
             let (c, s) = (&lab.client, &lab.server);
             println!("lab {} is up:", lab.name);
-            println!("  client: namespace {:<16} {} {} {}", c.ns, c.iface, c.ipv4, c.ipv6);
-            println!("  server: namespace {:<16} {} {} {}", s.ns, s.iface, s.ipv4, s.ipv6);
-            println!("  ({} carries an XDP pass program: veth needs one on the peer for XDP_TX)", c.iface);
+            println!(
+                "  client: namespace {:<16} {} {} {}",
+                c.ns, c.iface, c.ipv4, c.ipv6
+            );
+            println!(
+                "  server: namespace {:<16} {} {} {}",
+                s.ns, s.iface, s.ipv4, s.ipv6
+            );
+            println!(
+                "  ({} carries an XDP pass program: veth needs one on the peer for XDP_TX)",
+                c.iface
+            );
             println!();
             println!("Run a packet example on the server end, e.g.:");
             println!("  cargo build --examples");
-            println!("  sudo ip netns exec {} target/debug/examples/xdp_pingpong {}", s.ns, s.iface);
+            println!(
+                "  sudo ip netns exec {} target/debug/examples/xdp_pingpong {}",
+                s.ns, s.iface
+            );
             println!("and ping it from the client:");
             println!("  sudo ip netns exec {} ping -c 3 {}", c.ns, s.ipv4);
             println!("  sudo ip netns exec {} ping -c 3 {}", c.ns, s.ipv6);
-            println!("To see the example answer instead of the kernel, switch the kernel's replies off:");
+            println!(
+                "To see the example answer instead of the kernel, switch the kernel's replies off:"
+            );
             println!("  sudo ip netns exec {} sysctl -w net.ipv4.icmp_echo_ignore_all=1 net.ipv6.icmp.echo_ignore_all=1", s.ns);
             println!("Remove it with `make lab-down`.");
             lab.keep();

@@ -255,3 +255,70 @@ pub fn as_nobody(path: &std::path::Path) -> Command {
     cmd.arg(path);
     cmd
 }
+
+// ---- the packet lab -------------------------------------------------------------
+
+use ebpf_workshop::lab::{Host, Lab};
+
+/// A fresh lab with names no other test uses; removed when dropped (also on panic).
+pub fn lab() -> Lab {
+    Lab::up(&unique("ebpfws-t")).expect("building the lab")
+}
+
+/// Ping `to` from `from`'s namespace `count` times; how many answers came back.
+pub fn ping(from: &Host, to: impl std::fmt::Display, count: u32) -> u32 {
+    let out = from
+        .cmd("ping")
+        .args([
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-n",
+            &to.to_string(),
+        ])
+        .output()
+        .expect("running ping (iputils-ping: `make deps`)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.split(", ")
+                .find_map(|part| part.strip_suffix(" received"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "unexpected ping output:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Start example `name` inside `host`'s namespace, as the README shows:
+/// `ip netns exec <ns> target/debug/examples/<name> <args>`.
+pub fn run_in(host: &Host, name: &str, args: &[&str]) -> Running {
+    let mut cmd = host.cmd(example_path(name));
+    cmd.args(args);
+    spawn(cmd)
+}
+
+/// The id of the XDP program on `host`'s veth end, if any.
+pub fn xdp_on(host: &Host) -> Option<u32> {
+    let iface = host.iface;
+    ebpf_workshop::netns::in_namespace(&host.ns, || {
+        let index = nix::net::if_::if_nametoindex(iface).expect("lab interface");
+        ebpf_workshop::net::xdp_prog_id(index as i32)
+    })
+    .unwrap()
+}
+
+/// Wait (a little) for `cond`, which the kernel may make true asynchronously.
+pub fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: still not true after 3s");
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,105 @@
+//! The xdp example in the lab: counting, reporting and dropping pings.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+use ebpf_workshop::lab::Host;
+use ebpf_workshop::netns::in_namespace;
+use nix::sys::signal::Signal;
+
+/// A TCP listener inside `server`'s namespace (the socket stays in the namespace it
+/// was made in), accepting in the background.
+fn listen(server: &Host) -> SocketAddr {
+    let addr = SocketAddr::new(server.ipv4.into(), 0);
+    let listener = in_namespace(&server.ns, || TcpListener::bind(addr))
+        .unwrap()
+        .unwrap();
+    let bound = listener.local_addr().unwrap();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    bound
+}
+
+/// Connect from `client`'s namespace; did the handshake complete?
+fn connects(client: &Host, to: SocketAddr) -> bool {
+    in_namespace(&client.ns, || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(2)).is_ok()
+    })
+    .unwrap()
+}
+
+/// The numbers of the last "totals" line: icmp, tcp, udp, other.
+fn last_totals(stdout: &str) -> Option<[u64; 4]> {
+    let line = stdout.lines().rev().find(|l| l.contains(" totals "))?;
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    n.try_into().ok()
+}
+
+#[test]
+fn counts_rise_for_icmp_and_tcp_and_pings_are_reported() {
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    let tcp = listen(server);
+    let mut example = run_in(server, "xdp", &[server.iface]);
+    example.wait_attached();
+    assert_eq!(
+        ping(client, server.ipv4, 2),
+        2,
+        "xdp passes pings by default"
+    );
+    assert!(connects(client, tcp));
+    example.wait_for_line(
+        Duration::from_secs(5),
+        "totals with icmp>=2 and tcp>=1",
+        |l| last_totals(&format!("{l}\n")).is_some_and(|[icmp, tcp, ..]| icmp >= 2 && tcp >= 1),
+    );
+    let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
+    let seen = end
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" seen ") && l.contains(&format!(" {} ", client.ipv4)))
+        .count();
+    assert_eq!(seen, 2, "one report per ping:\n{}", end.stdout);
+    assert_eq!(xdp_on(server), None);
+}
+
+#[test]
+fn drop_pings_stops_pings_but_not_tcp() {
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    let tcp = listen(server);
+    let mut example = run_in(server, "xdp", &[server.iface, "--drop-pings"]);
+    example.wait_attached();
+    assert_eq!(
+        ping(client, server.ipv4, 2),
+        0,
+        "IPv4 pings must be dropped"
+    );
+    assert_eq!(
+        ping(client, server.ipv6, 2),
+        0,
+        "IPv6 pings must be dropped"
+    );
+    assert!(connects(client, tcp), "TCP must still get through");
+    let end = example.stop(Signal::SIGTERM, Duration::from_secs(2));
+    assert_eq!(
+        end.stdout
+            .lines()
+            .filter(|l| l.contains(" dropped "))
+            .count(),
+        4,
+        "{}",
+        end.stdout
+    );
+    assert_eq!(xdp_on(server), None);
+    assert_eq!(
+        ping(client, server.ipv4, 1),
+        1,
+        "pings work again after exit"
+    );
+}
