@@ -83,13 +83,17 @@ fn run() -> Result<()> {
             "#[allow(missing_docs, clippy::all, clippy::pedantic, unused)]\n\
              pub mod {name} {{ include!(concat!(env!(\"OUT_DIR\"), \"/{name}.skel.rs\")); }}"
         )?;
-        // Structs in bpf/<name>.h are records sent to user space: let `plain` read
-        // them from ring-buffer bytes (they are plain old data by construction).
-        for event in shared_structs(&bpf_dir.join(format!("{name}.h")))? {
-            writeln!(
-                index,
-                "unsafe impl plain::Plain for {name}::types::{event} {{}}"
-            )?;
+        // Structs from our own headers that reach user space (events, counters)
+        // get `plain::Plain`, so Rust can read them from ring-buffer or map bytes.
+        // They are plain old data by construction: C structs of integers.
+        let generated = fs::read_to_string(&skel)?;
+        for event in shared_structs(src, &bpf_dir)? {
+            if generated.contains(&format!("pub struct {event} {{")) {
+                writeln!(
+                    index,
+                    "unsafe impl plain::Plain for {name}::types::{event} {{}}"
+                )?;
+            }
         }
     }
     fs::write(out.join("skels.rs"), index)?;
@@ -102,29 +106,30 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// Names of the `struct x {` definitions in a shared header and the local headers
-/// it includes (`#include "echo.h"`, looked up in bpf/ and bpf/include/).
-fn shared_structs(header: &Path) -> Result<Vec<String>> {
-    let Ok(text) = fs::read_to_string(header) else {
-        return Ok(Vec::new());
-    };
-    let mut names: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("struct "))
-        .filter_map(|l| l.strip_suffix(" {"))
-        .map(str::to_string)
-        .collect();
-    let bpf_dir = header.parent().context("header directory")?;
+/// Names of the `struct x {` definitions in the local headers that `file` includes
+/// (`#include "echo.h"`, found in bpf/ or bpf/include/), and in theirs.
+fn shared_structs(file: &Path, bpf_dir: &Path) -> Result<Vec<String>> {
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut names = Vec::new();
     for included in text
         .lines()
         .filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"'))
     {
-        for dir in [bpf_dir.to_path_buf(), bpf_dir.join("include")] {
-            if dir.join(included).exists() {
-                names.extend(shared_structs(&dir.join(included))?);
-                break;
-            }
-        }
+        let found = [
+            bpf_dir.join(included),
+            bpf_dir.join("include").join(included),
+        ]
+        .into_iter()
+        .find(|p| p.exists());
+        let Some(header) = found else { continue }; // vmlinux.h
+        let header_text = fs::read_to_string(&header)?;
+        names.extend(
+            header_text
+                .lines()
+                .filter_map(|l| l.strip_prefix("struct ")?.strip_suffix(" {"))
+                .map(str::to_string),
+        );
+        names.extend(shared_structs(&header, bpf_dir)?);
     }
     Ok(names)
 }

@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 #include "events.h"
 #include "packet.h"
+#include "echo.h"
 #include "xdp.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -2,8 +2,6 @@
  * as the skeleton's `types::proto_counts` and adds up the CPUs. */
 #pragma once
 
-#include "echo.h"
-
 struct proto_counts {
     __u64 icmp; /* ICMP and ICMPv6 */
     __u64 tcp;

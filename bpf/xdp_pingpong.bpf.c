@@ -15,18 +15,10 @@
 #include "events.h"
 #include "packet.h"
 #include "csum.h"
-#include "xdp_pingpong.h"
+#include "echo.h"
+#include "pingpong.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct pingpong_counts _pingpong_counts = {}; /* exports the type to the skeleton */
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); /* per CPU: no atomics on the fast path */
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct pingpong_counts);
-} counts SEC(".maps");
 
 /* Change the ICMP type in place and update the checksum for the one 16-bit word
  * that changed (type and code share it). See csum.h for why this is exact. */
@@ -40,9 +32,8 @@ SEC("xdp")
 int xdp_pingpong(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    __u32 zero = 0;
-    struct pingpong_counts *n = bpf_map_lookup_elem(&counts, &zero);
-    if (!n) /* cannot happen for an array; the verifier wants the check */
+    struct pingpong_counts *n = pingpong_counts();
+    if (!n)
         return XDP_PASS;
 
     struct packet p;

@@ -18,11 +18,11 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{EchoEvent, EchoTable};
+use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
 use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{per_cpu, RingReader};
-use ebpf_workshop::skel::xdp_pingpong::{types::pingpong_counts, XdpPingpongSkelBuilder};
+use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 /// Answer pings (ICMP/ICMPv6 echo requests) with XDP_TX, bypassing the kernel stack.
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
         |e: &EchoEvent| pings.row(e),
     )?
     .run()?;
-    let counts = per_cpu::<pingpong_counts>(&skel.maps.counts, 0)?;
+    let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;
     let replied: u64 = counts.iter().map(|c| c.replied).sum();
     let passed: u64 = counts.iter().map(|c| c.passed).sum();
     eprintln!("\npackets: replied {replied}, passed {passed}");

@@ -9,6 +9,8 @@ use crate::format::{ip, monotonic_ns, seconds, Table, AF_INET6};
 pub type EchoEvent = crate::skel::xdp::types::echo_event;
 /// What the program did with the ping, with the C enum's names.
 pub type EchoAction = crate::skel::xdp::types::echo_action;
+/// The pingpong programs' counters (`bpf/include/pingpong.h`), shared the same way.
+pub type PingpongCounts = crate::skel::xdp_pingpong::types::pingpong_counts;
 
 /// Prints one aligned row per ping, with times relative to its creation.
 pub struct EchoTable {

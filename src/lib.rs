@@ -9,6 +9,7 @@
 //! - [`format`]: addresses, ports, times and aligned columns.
 //! - [`frames`]: hand-built frames for BPF_PROG_TEST_RUN tests and benchmarks.
 //! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
+//! - [`tc`]: TC ingress attachment, TCX link or netlink clsact.
 //! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
 
 pub mod attach;
@@ -20,6 +21,7 @@ pub mod net;
 pub mod netns;
 pub mod preflight;
 pub mod ring;
+pub mod tc;
 
 /// Generated skeletons, one module per `bpf/<name>.bpf.c` (see `build.rs`).
 pub mod skel {

@@ -11,8 +11,8 @@
  */
 #pragma once
 
-/* From <linux/if_ether.h>, <linux/in6.h>, <linux/icmp.h>, <linux/icmpv6.h> and
- * <linux/ip.h>: vmlinux.h has types and enums, not #defines. */
+/* From <linux/if_ether.h>, <linux/in6.h>, <linux/icmp.h>, <linux/icmpv6.h>,
+ * <linux/ip.h> and <linux/pkt_cls.h>: vmlinux.h has types and enums, not #defines. */
 #define ETH_ALEN 6
 #define ETH_P_IP 0x0800     /* IPv4 */
 #define ETH_P_IPV6 0x86DD   /* IPv6 */
@@ -26,6 +26,8 @@
 #define IP_MF 0x2000     /* "more fragments" flag in iphdr.frag_off (host order) */
 #define IP_OFFSET 0x1FFF /* fragment offset bits in iphdr.frag_off (host order) */
 #define IPV4_MIN_IHL 5   /* header length in 32-bit words, without options */
+#define TC_ACT_OK 0      /* TC verdict: carry on with the packet (<linux/pkt_cls.h>) */
+#define TC_ACT_SHOT 2    /* TC verdict: drop the packet */
 
 struct cursor {
     void *pos; /* next unread byte */
