@@ -307,3 +307,65 @@ pub fn test_run(
         duration: output.duration,
     })
 }
+
+/// The facts of a captured TCP segment, for one printed line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSummary {
+    pub src: std::net::SocketAddr,
+    pub dst: std::net::SocketAddr,
+    /// "SYN", "SYN,ACK", "PSH,ACK", ...
+    pub flags: String,
+    /// Frame length in bytes.
+    pub len: usize,
+}
+
+/// Parse an Ethernet frame holding IPv4 or IPv6 TCP (one VLAN tag allowed).
+pub fn tcp_summary(frame: &[u8]) -> Option<TcpSummary> {
+    let be16 = |b: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    };
+    let mut l3 = 14;
+    let mut ethertype = be16(frame, 12)?;
+    if ethertype == ETH_P_8021Q {
+        ethertype = be16(frame, 16)?;
+        l3 = 18;
+    }
+    let ip = frame.get(l3..)?;
+    let (src, dst, l4) = match ethertype {
+        ETH_P_IP if ip.len() >= 20 && ip[9] == IPPROTO_TCP => {
+            let s: [u8; 4] = ip[12..16].try_into().ok()?;
+            let d: [u8; 4] = ip[16..20].try_into().ok()?;
+            (
+                std::net::IpAddr::from(s),
+                std::net::IpAddr::from(d),
+                usize::from(ip[0] & 0xF) * 4,
+            )
+        }
+        ETH_P_IPV6 if ip.len() >= 40 && ip[6] == IPPROTO_TCP => {
+            let s: [u8; 16] = ip[8..24].try_into().ok()?;
+            let d: [u8; 16] = ip[24..40].try_into().ok()?;
+            (std::net::IpAddr::from(s), std::net::IpAddr::from(d), 40)
+        }
+        _ => return None,
+    };
+    let tcp = ip.get(l4..l4 + 20)?;
+    const NAMES: [(u8, &str); 6] = [
+        (0x02, "SYN"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+    ];
+    let flags: Vec<&str> = NAMES
+        .iter()
+        .filter(|(bit, _)| tcp[13] & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    Some(TcpSummary {
+        src: std::net::SocketAddr::new(src, be16(tcp, 0)?),
+        dst: std::net::SocketAddr::new(dst, be16(tcp, 2)?),
+        flags: flags.join(","),
+        len: frame.len(),
+    })
+}

@@ -9,6 +9,7 @@
 //! - [`format`]: addresses, ports, times and aligned columns.
 //! - [`frames`]: hand-built frames for BPF_PROG_TEST_RUN tests and benchmarks.
 //! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
+//! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
 //! - [`tc`]: TC ingress attachment, TCX link or netlink clsact.
 //! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
 
@@ -19,6 +20,7 @@ pub mod frames;
 pub mod lab;
 pub mod net;
 pub mod netns;
+pub mod packet_socket;
 pub mod preflight;
 pub mod ring;
 pub mod tc;

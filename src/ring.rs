@@ -2,6 +2,7 @@
 //! C struct's generated Rust type.
 
 use std::cell::Cell;
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: Once = Once::new();
@@ -54,6 +56,7 @@ pub struct RingReader<'a> {
     lost: &'a dyn MapCore,
     events: Rc<Cell<u64>>,
     tick: Option<(Duration, Box<dyn FnMut() + 'a>)>,
+    watch: Option<(BorrowedFd<'a>, Box<dyn FnMut() + 'a>)>,
 }
 
 impl<'a> RingReader<'a> {
@@ -90,6 +93,7 @@ impl<'a> RingReader<'a> {
             lost,
             events: count,
             tick: None,
+            watch: None,
         })
     }
 
@@ -99,18 +103,50 @@ impl<'a> RingReader<'a> {
         self
     }
 
+    /// Also call `f` whenever `fd` is readable (e.g. a socket the example reads).
+    pub fn watch(mut self, fd: BorrowedFd<'a>, f: impl FnMut() + 'a) -> Self {
+        self.watch = Some((fd, Box::new(f)));
+        self
+    }
+
+    /// Wait up to 100 ms for ring-buffer records (and the watched fd), handle them.
+    fn poll_once(&mut self) -> Result<()> {
+        let Some((fd, on_ready)) = self.watch.as_mut() else {
+            return match self.ring.poll(Duration::from_millis(100)) {
+                // EINTR: a signal arrived during epoll_wait; the caller's loop decides.
+                Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
+                    Err(e).context("polling the ring buffer")
+                }
+                _ => Ok(()),
+            };
+        };
+        // SAFETY: the ring buffer's epoll fd lives as long as `self.ring`.
+        let ring_fd = unsafe { BorrowedFd::borrow_raw(self.ring.epoll_fd()) };
+        let mut fds = [
+            PollFd::new(ring_fd, PollFlags::POLLIN),
+            PollFd::new(*fd, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("waiting for events"),
+        }
+        let ready = fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        self.ring.consume().context("reading the ring buffer")?;
+        if ready {
+            on_ready();
+        }
+        Ok(())
+    }
+
     /// Poll until Ctrl-C / SIGTERM, then return what was seen and lost.
     pub fn run(mut self) -> Result<Summary> {
         install_stop_handler();
         let mut next_tick = self.tick.as_ref().map(|(p, _)| Instant::now() + *p);
         while !stop_requested() {
             // A short timeout keeps Ctrl-C responsive (well under a second).
-            match self.ring.poll(Duration::from_millis(100)) {
-                Ok(()) => {}
-                // EINTR: a signal arrived during epoll_wait; the loop condition decides.
-                Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("polling the ring buffer"),
-            }
+            self.poll_once()?;
             if let (Some(at), Some((period, f))) = (next_tick.as_mut(), self.tick.as_mut()) {
                 if Instant::now() >= *at {
                     f();
