@@ -1,0 +1,73 @@
+/* Step 8 of the talk: how much work does the kernel do per packet? Count the hits
+ * on the kernel's net:* tracepoints (the talk ran `perf trace -e 'net:*' ping -c1`)
+ * to compare answering pings in the kernel, at TC and at XDP.
+ *
+ * One small program per tracepoint, all generated from the list below. They are
+ * raw tracepoints: the program gets the tracepoint's own arguments (ctx->args[]),
+ * and for every event here the first one is the packet, a struct sk_buff *.
+ * Events without a packet (the *_exit ones, net_dev_xmit_timeout) are left out:
+ * they could not be filtered by namespace, and each _exit mirrors its _entry.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The tracepoints, in one list. Add one here and everything else follows. */
+#define NET_EVENTS(X)                                                                    \
+    X(net_dev_queue)                                                                     \
+    X(net_dev_start_xmit)                                                                \
+    X(net_dev_xmit)                                                                      \
+    X(netif_rx)                                                                          \
+    X(netif_rx_entry)                                                                    \
+    X(netif_receive_skb)                                                                 \
+    X(netif_receive_skb_entry)                                                           \
+    X(netif_receive_skb_list_entry)                                                      \
+    X(napi_gro_receive_entry)                                                            \
+    X(napi_gro_frags_entry)
+
+#define AS_INDEX(name) EV_##name,
+enum { NET_EVENTS(AS_INDEX) NUM_EVENTS };
+
+/* The names, in index order, for user space: it attaches program on_<name> to
+ * tracepoint net:<name> and reads counts[index]. */
+#define AS_NAME(name) #name,
+const volatile char event_names[NUM_EVENTS][32] = {NET_EVENTS(AS_NAME)};
+
+/* Filters, set before load: only packets on a device in this network namespace
+ * (its inode number, as in `ls -i /run/netns/NAME`) and with this ifindex. */
+const volatile __u32 target_netns = 0;   /* 0 = every namespace */
+const volatile __u32 target_ifindex = 0; /* 0 = every interface */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); /* per CPU: no atomics, no contention */
+    __uint(max_entries, NUM_EVENTS);
+    __type(key, __u32);   /* EV_<name> */
+    __type(value, __u64); /* hits */
+} counts SEC(".maps");
+
+static __always_inline int count_event(__u32 index, struct sk_buff *skb) {
+    if (target_netns || target_ifindex) {
+        /* Kernel memory: read it with CO-RE (the offsets differ between kernels). */
+        struct net_device *dev = BPF_CORE_READ(skb, dev);
+        if (!dev)
+            return 0;
+        if (target_ifindex && BPF_CORE_READ(dev, ifindex) != target_ifindex)
+            return 0;
+        if (target_netns && BPF_CORE_READ(dev, nd_net.net, ns.inum) != target_netns)
+            return 0;
+    }
+    __u64 *n = bpf_map_lookup_elem(&counts, &index);
+    if (n)
+        (*n)++;
+    return 0;
+}
+
+#define AS_PROGRAM(name)                                                                 \
+    SEC("raw_tracepoint/" #name)                                                         \
+    int on_##name(struct bpf_raw_tracepoint_args *ctx) {                                 \
+        return count_event(EV_##name, (struct sk_buff *)ctx->args[0]);                   \
+    }
+NET_EVENTS(AS_PROGRAM)
