@@ -55,12 +55,17 @@ impl Host {
             "net/ipv4/icmp_echo_ignore_all",
             "net/ipv6/icmp/echo_ignore_all",
         ] {
-            let path = format!("/proc/sys/{key}");
-            // /proc/sys/net shows the namespace of the thread that opens it.
-            in_namespace(&self.ns, || std::fs::write(&path, ignore))?
-                .with_context(|| format!("writing {path} in {}", self.ns))?;
+            self.sysctl(key, ignore)?;
         }
         Ok(())
+    }
+
+    /// Set /proc/sys/`key` inside this namespace.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = format!("/proc/sys/{key}");
+        // /proc/sys/net shows the namespace of the thread that opens it.
+        in_namespace(&self.ns, || std::fs::write(&path, value))?
+            .with_context(|| format!("writing {path} in {}", self.ns))
     }
 }
 
@@ -99,6 +104,9 @@ impl Lab {
         // From here on, dropping `lab` removes whatever was built, also on error.
         for host in [&lab.client, &lab.server] {
             run_checked(Command::new("ip").args(["netns", "add", &host.ns]))?;
+            // No IPv6 duplicate address detection: addresses (the link-local ones
+            // neighbour discovery uses too) work the moment the link is up.
+            host.sysctl("net/ipv6/conf/default/accept_dad", "0")?;
         }
         // Both ends are created inside the namespaces: nothing appears in the root one.
         run_checked(Command::new("ip").args([
@@ -115,6 +123,12 @@ impl Lab {
             "netns",
             &lab.server.ns,
         ]))?;
+        // veth hands a frame sent with XDP_TX to its peer's XDP receive path, which
+        // only exists while the peer has an XDP program of its own. Without this
+        // pass-everything program on the client end, xdp_pingpong's replies would
+        // be dropped silently. Your own veth setups need the same.
+        // Attached before the links go up: attaching reconfigures the veth queues.
+        in_namespace(&lab.client.ns, || attach_xdp_pass(CLIENT_IF))??;
         for host in [&lab.client, &lab.server] {
             let ip =
                 |args: &[&str]| run_checked(Command::new("ip").args(["-n", &host.ns]).args(args));
@@ -137,11 +151,11 @@ impl Lab {
             ip(&["link", "set", "lo", "up"])?;
             ip(&["link", "set", host.iface, "up"])?;
         }
-        // veth hands a frame sent with XDP_TX to its peer's XDP receive path, which
-        // only exists while the peer has an XDP program of its own. Without this
-        // pass-everything program on the client end, xdp_pingpong's replies would
-        // be dropped silently. Your own veth setups need the same.
-        in_namespace(&lab.client.ns, || attach_xdp_pass(CLIENT_IF))??;
+        // Both links report "UP" only once both ends are up; until then the first
+        // packets (neighbour discovery, say) can vanish.
+        for host in [&lab.client, &lab.server] {
+            wait_until_up(host)?;
+        }
         Ok(lab)
     }
 
@@ -169,6 +183,22 @@ impl Drop for Lab {
                 eprintln!("removing lab {}: {e:#}", self.name);
             }
         }
+    }
+}
+
+fn wait_until_up(host: &Host) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let out = run_checked(
+            Command::new("ip").args(["-n", &host.ns, "-o", "link", "show", "dev", host.iface]),
+        )?;
+        if String::from_utf8_lossy(&out.stdout).contains("state UP") {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{} in {} did not come up", host.iface, host.ns);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

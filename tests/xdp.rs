@@ -2,33 +2,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::lab::Host;
-use ebpf_workshop::netns::in_namespace;
 use nix::sys::signal::Signal;
-
-/// A TCP listener inside `server`'s namespace (the socket stays in the namespace it
-/// was made in), accepting in the background.
-fn listen(server: &Host) -> SocketAddr {
-    let addr = SocketAddr::new(server.ipv4.into(), 0);
-    let listener = in_namespace(&server.ns, || TcpListener::bind(addr))
-        .unwrap()
-        .unwrap();
-    let bound = listener.local_addr().unwrap();
-    std::thread::spawn(move || for _ in listener.incoming() {});
-    bound
-}
-
-/// Connect from `client`'s namespace; did the handshake complete?
-fn connects(client: &Host, to: SocketAddr) -> bool {
-    in_namespace(&client.ns, || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(2)).is_ok()
-    })
-    .unwrap()
-}
 
 /// The numbers of the last "totals" line: icmp, tcp, udp, other.
 fn last_totals(stdout: &str) -> Option<[u64; 4]> {
@@ -44,7 +21,7 @@ fn last_totals(stdout: &str) -> Option<[u64; 4]> {
 fn counts_rise_for_icmp_and_tcp_and_pings_are_reported() {
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
-    let tcp = listen(server);
+    let tcp = echo_server(server);
     let mut example = run_in(server, "xdp", &[server.iface]);
     example.wait_attached();
     assert_eq!(
@@ -52,7 +29,7 @@ fn counts_rise_for_icmp_and_tcp_and_pings_are_reported() {
         2,
         "xdp passes pings by default"
     );
-    assert!(connects(client, tcp));
+    assert!(tcp_exchange(client, tcp, b"hi").is_some());
     example.wait_for_line(
         Duration::from_secs(5),
         "totals with icmp>=2 and tcp>=1",
@@ -72,7 +49,7 @@ fn counts_rise_for_icmp_and_tcp_and_pings_are_reported() {
 fn drop_pings_stops_pings_but_not_tcp() {
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
-    let tcp = listen(server);
+    let tcp = echo_server(server);
     let mut example = run_in(server, "xdp", &[server.iface, "--drop-pings"]);
     example.wait_attached();
     assert_eq!(
@@ -85,7 +62,11 @@ fn drop_pings_stops_pings_but_not_tcp() {
         0,
         "IPv6 pings must be dropped"
     );
-    assert!(connects(client, tcp), "TCP must still get through");
+    assert_eq!(
+        tcp_exchange(client, tcp, b"hi").as_deref(),
+        Some(&b"hi"[..]),
+        "TCP must still get through"
+    );
     let end = example.stop(Signal::SIGTERM, Duration::from_secs(2));
     assert_eq!(
         end.stdout

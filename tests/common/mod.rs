@@ -316,9 +316,76 @@ pub fn xdp_on(host: &Host) -> Option<u32> {
 
 /// Wait (a little) for `cond`, which the kernel may make true asynchronously.
 pub fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while !cond() {
-        assert!(Instant::now() < deadline, "{what}: still not true after 3s");
+        assert!(Instant::now() < deadline, "{what}: still not true after 5s");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// What is attached at TC ingress of `host`'s veth end: the number of TCX programs
+/// (asked from the kernel) and the netlink filters as `tc filter show` lists them.
+pub fn tc_ingress_on(host: &Host) -> (u32, String) {
+    let iface = host.iface;
+    let tcx = ebpf_workshop::netns::in_namespace(&host.ns, || {
+        let index = nix::net::if_::if_nametoindex(iface).expect("lab interface");
+        let mut opts: libbpf_sys::bpf_prog_query_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of_val(&opts) as _;
+        let rc = unsafe {
+            libbpf_sys::bpf_prog_query_opts(index as i32, libbpf_sys::BPF_TCX_INGRESS, &mut opts)
+        };
+        assert_eq!(rc, 0, "querying TCX on {iface}");
+        unsafe { opts.__bindgen_anon_1.prog_cnt }
+    })
+    .unwrap();
+    let out = Command::new("tc")
+        .args(["-n", &host.ns, "filter", "show", "dev", iface, "ingress"])
+        .output()
+        .unwrap();
+    (tcx, String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The qdiscs on `host`'s veth end, as `tc qdisc show` lists them.
+pub fn qdiscs_on(host: &Host) -> String {
+    let out = Command::new("tc")
+        .args(["-n", &host.ns, "qdisc", "show", "dev", host.iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A TCP listener inside `server`'s namespace (a socket stays in the namespace it
+/// was made in) that echoes what it reads, in the background.
+pub fn echo_server(server: &Host) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::new(server.ipv4.into(), 0);
+    let listener =
+        ebpf_workshop::netns::in_namespace(&server.ns, || std::net::TcpListener::bind(addr))
+            .unwrap()
+            .unwrap();
+    let bound = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = conn.read(&mut buf) {
+                let _ = conn.write_all(&buf[..n]);
+            }
+        }
+    });
+    bound
+}
+
+/// Connect from `client`'s namespace, send `msg`, and return what came back
+/// (None when the connection could not be made).
+pub fn tcp_exchange(client: &Host, to: std::net::SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    ebpf_workshop::netns::in_namespace(&client.ns, || {
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(msg).ok()?;
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).ok()?;
+        Some(back)
+    })
+    .unwrap()
 }

@@ -1,0 +1,129 @@
+//! net_events in the lab: kernel events per ping, answered three ways.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ebpf_workshop::lab::Lab;
+use nix::sys::signal::Signal;
+
+const PINGS: u32 = 5;
+
+/// Count the server's net events while the client pings it PINGS times.
+fn server_events_for_pings(lab: &Lab) -> u64 {
+    let (client, server) = (&lab.client, &lab.server);
+    let ping_cmd = [
+        "ip",
+        "netns",
+        "exec",
+        &client.ns,
+        "ping",
+        "-c",
+        "5",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-q",
+        &server.ipv4.to_string(),
+    ];
+    let mut args = vec!["--interval", "0", "--netns", &server.ns, "--"];
+    args.extend(ping_cmd);
+    let end = run_to_end("net_events", &args);
+    assert!(end.status.success(), "{end:?}");
+    assert!(
+        end.stdout.contains(&format!("{PINGS} received")),
+        "ping failed:\n{}",
+        end.stdout
+    );
+    let all = end
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("all"))
+        .expect("totals row");
+    all.trim().parse().unwrap()
+}
+
+#[test]
+fn a_ping_answered_by_xdp_costs_the_server_fewer_kernel_events() {
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    assert_eq!(ping(client, server.ipv4, 1), 1); // neighbours resolved before counting
+
+    let by_kernel = server_events_for_pings(&lab);
+    // Each ping is received and its reply sent: at least one event each way.
+    assert!(
+        by_kernel >= 2 * PINGS as u64,
+        "kernel reply: {by_kernel} events"
+    );
+
+    server.kernel_echo_reply(false).unwrap();
+    let mut example = run_in(server, "xdp_pingpong", &[server.iface]);
+    example.wait_attached();
+    let by_xdp = server_events_for_pings(&lab);
+    example.stop(Signal::SIGINT, Duration::from_secs(2));
+
+    let mut example = run_in(server, "tc_pingpong", &[server.iface]);
+    example.wait_attached();
+    let by_tc = server_events_for_pings(&lab);
+    example.stop(Signal::SIGINT, Duration::from_secs(2));
+
+    eprintln!("server net events for {PINGS} pings: kernel {by_kernel}, tc {by_tc}, xdp {by_xdp}");
+    assert!(by_xdp < by_kernel, "xdp {by_xdp} vs kernel {by_kernel}");
+    assert!(by_xdp < by_tc, "xdp {by_xdp} vs tc {by_tc}");
+}
+
+#[test]
+fn the_interface_filter_sees_only_its_interface() {
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    // A second, idle veth pair in the server namespace, up.
+    server
+        .run(&[
+            "ip", "link", "add", "idle0", "type", "veth", "peer", "name", "idle1",
+        ])
+        .unwrap();
+    server.run(&["ip", "link", "set", "idle0", "up"]).unwrap();
+    let ping_cmd = [
+        "ip",
+        "netns",
+        "exec",
+        &client.ns,
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-q",
+        &server.ipv4.to_string(),
+    ];
+    for (iface, expect_events) in [(server.iface, true), ("idle0", false)] {
+        let mut args = vec![
+            "--interval",
+            "0",
+            "--netns",
+            &server.ns,
+            "--iface",
+            iface,
+            "--",
+        ];
+        args.extend(ping_cmd);
+        let end = run_to_end("net_events", &args);
+        assert!(end.status.success(), "{end:?}");
+        let all: u64 = end
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("all"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            all > 0,
+            expect_events,
+            "{iface}: {all} events\n{}",
+            end.stdout
+        );
+    }
+}
