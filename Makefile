@@ -44,7 +44,7 @@ test: deps lint test-only ## deps + lint + the full end-to-end test suite (needs
 
 test-only: ## the test suite alone (runs as root through the runner in .cargo/config.toml)
 	@echo "==> test: cargo test (end-to-end, real kernel, own network namespaces)"
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test -- --test-threads=2
 
 lab: deps ## build the packet lab: client and server namespaces joined by veth
 	@echo "==> lab: two network namespaces ($(LAB)-client, $(LAB)-server) and a veth pair"
