@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable};
-use ebpf_workshop::net::interface;
+use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::tc::TcSkelBuilder;
@@ -45,12 +45,18 @@ struct Args {
     /// Remove the netlink filter that a killed earlier run left, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Run even on the interface that carries the default route.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    if args.drop_all {
+        guard_default_route(&iface, args.force, "drop every incoming packet")?;
+    }
 
     let mut storage = MaybeUninit::uninit();
     let mut open = TcSkelBuilder::default()

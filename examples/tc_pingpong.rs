@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
-use ebpf_workshop::net::interface;
+use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{per_cpu, RingReader};
 use ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder;
@@ -39,12 +39,16 @@ struct Args {
     /// Remove the netlink filter that a killed earlier run left, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Run even on the interface that carries the default route.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
 
     let mut storage = MaybeUninit::uninit();
     let open = TcPingpongSkelBuilder::default()

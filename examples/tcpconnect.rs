@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     attach: AttachMode,
     /// Only connections made by this process id.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pid: Option<u32>,
     /// Only connections to this destination port.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable};
-use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
+use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpMode};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{per_cpu, RingReader};
 use ebpf_workshop::skel::xdp::{types::proto_counts, XdpSkelBuilder};
@@ -45,12 +45,18 @@ struct Args {
     /// Replace an XDP program that is already attached to the interface.
     #[arg(long)]
     replace: bool,
+    /// Run even on the interface that carries the default route.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    if args.drop_pings {
+        guard_default_route(&iface, args.force, "drop pings")?;
+    }
 
     // open → configure → load
     let mut storage = MaybeUninit::uninit();

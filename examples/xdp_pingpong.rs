@@ -19,7 +19,7 @@ use std::mem::MaybeUninit;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
-use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
+use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpMode};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{per_cpu, RingReader};
 use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
@@ -39,12 +39,16 @@ struct Args {
     /// Replace an XDP program that is already attached to the interface.
     #[arg(long)]
     replace: bool,
+    /// Run even on the interface that carries the default route.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
 
     let mut storage = MaybeUninit::uninit();
     let open = XdpPingpongSkelBuilder::default()

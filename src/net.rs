@@ -145,3 +145,53 @@ pub fn xdp_prog_id(ifindex: i32) -> Option<u32> {
     let rc = unsafe { libbpf_sys::bpf_xdp_query_id(ifindex, 0, &mut id) };
     (rc == 0 && id != 0).then_some(id)
 }
+
+/// Interfaces that carry a default route (IPv4 or IPv6) in this network namespace.
+pub fn default_route_interfaces() -> Vec<String> {
+    let mut found = Vec::new();
+    // /proc/net/route: Iface Destination Gateway Flags ... Mask; all in hex.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        for cols in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            if cols.len() > 7 && cols[1] == "00000000" && cols[7] == "00000000" {
+                found.push(cols[0].to_string());
+            }
+        }
+    }
+    // /proc/net/ipv6_route: destination, prefix length, ..., interface last.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        for cols in text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            if cols.len() == 10
+                && cols[0].bytes().all(|b| b == b'0')
+                && cols[1] == "00"
+                && cols[9] != "lo"
+            {
+                found.push(cols[9].to_string());
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Refuse to `doing` (e.g. "drop every packet") on the interface that carries the
+/// default route, unless `force`: it is most likely how the user reaches this
+/// machine, and the example could cut them off.
+pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Result<()> {
+    if !force && default_route_interfaces().contains(&iface.name) {
+        bail!(
+            "{} carries this machine's default route, probably your own connection to it: \
+             this example would {doing} there. Try it in the lab (`make lab`), or add --force \
+             if you are sure",
+            iface.name
+        );
+    }
+    Ok(())
+}

@@ -103,28 +103,3 @@ fn forced_kprobe_on_a_kernel_without_kprobes_names_the_missing_feature() {
     );
     assert!(!end.stderr.contains("panicked"), "{}", end.stderr);
 }
-
-#[test]
-fn unprivileged_user_is_told_to_use_sudo() {
-    let end = spawn(as_nobody(&example_path("hello"))).wait(Duration::from_secs(20));
-    assert!(!end.status.success());
-    assert!(end.stderr.contains("needs root"), "message: {}", end.stderr);
-    assert!(end.stderr.contains("sudo"), "message: {}", end.stderr);
-    assert!(
-        !end.stderr.contains("libbpf"),
-        "our sentence comes before libbpf's noise: {}",
-        end.stderr
-    );
-}
-
-#[test]
-fn unknown_option_value_is_refused_by_the_parser() {
-    let end = run_to_end("hello", &["--attach", "uprobe"]);
-    assert_eq!(end.status.code(), Some(2));
-    assert!(
-        end.stderr
-            .contains("possible values: auto, kprobe, tracepoint"),
-        "{}",
-        end.stderr
-    );
-}
