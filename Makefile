@@ -54,6 +54,11 @@ lab-down: ## remove the packet lab and everything attached to it
 	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server"
 	$(CARGO) run --quiet --bin lab -- down --name $(LAB)
 
+bench: deps ## measure program cost, ping three ways, events, start-up (release build)
+	@echo "==> bench: cargo build --release, then target/release/bench (prints markdown, writes target/bench.json)"
+	$(CARGO) build --release --examples --bins
+	$(CARGO) run --release --quiet --bin bench
+
 vmlinux: ## regenerate vmlinux/$(ARCH)/vmlinux.h from this kernel's BTF
 	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"
 	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }

@@ -39,6 +39,9 @@ struct Args {
     /// Remove the netlink filter that a killed earlier run left, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// No line per ping, only the summary at exit (for floods and benchmarks).
+    #[arg(long)]
+    quiet: bool,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -67,7 +70,11 @@ fn main() -> Result<()> {
     let summary = RingReader::new(
         &skel.maps.events,
         &skel.maps.lost_events,
-        |e: &EchoEvent| pings.row(e),
+        |e: &EchoEvent| {
+            if !args.quiet {
+                pings.row(e)
+            }
+        },
     )?
     .run()?;
     let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;

@@ -286,25 +286,30 @@ pub struct TestRun {
 
 /// Run `prog` on `frame` in the kernel, without any interface (`repeat` times; the
 /// kernel feeds every repetition the same buffer, already rewritten by the ones
-/// before it).
+/// before it). `prog` is a loaded program: a skeleton's, or any program fd.
 pub fn test_run(
-    prog: &libbpf_rs::ProgramMut,
+    prog: &impl std::os::fd::AsFd,
     frame: &[u8],
     repeat: u32,
-) -> libbpf_rs::Result<TestRun> {
+) -> std::io::Result<TestRun> {
+    use std::os::fd::AsRawFd;
     let mut out = vec![0u8; frame.len() + 256];
-    let input = libbpf_rs::ProgramInput {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        repeat,
-        ..Default::default()
-    };
-    let output = prog.test_run(input)?;
-    let frame = output.data.map(|d| d.to_vec()).unwrap_or_default();
+    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    opts.data_in = frame.as_ptr().cast();
+    opts.data_size_in = frame.len() as u32;
+    opts.data_out = out.as_mut_ptr().cast();
+    opts.data_size_out = out.len() as u32;
+    opts.repeat = repeat as i32;
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_fd().as_raw_fd(), &mut opts) };
+    if rc < 0 {
+        return Err(std::io::Error::from_raw_os_error(-rc));
+    }
+    out.truncate(opts.data_size_out as usize);
     Ok(TestRun {
-        action: output.return_value,
-        frame,
-        duration: output.duration,
+        action: opts.retval,
+        frame: out,
+        duration: std::time::Duration::from_nanos(opts.duration.into()),
     })
 }
 

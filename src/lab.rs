@@ -215,11 +215,14 @@ fn run_checked(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-/// Attach the smallest XDP program there is — `return XDP_PASS;`, two instructions
-/// — to `iface` in the current namespace. It is attached through netlink, not a
-/// bpf_link, so it stays after this process exits, until the interface goes.
-fn attach_xdp_pass(iface: &str) -> Result<()> {
-    use libbpf_sys::{bpf_insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV, XDP_PASS};
+/// The smallest program of a type: `return value;`, two instructions, loaded
+/// straight from bytecode. The lab's XDP pass program, and the benchmark's floor.
+pub fn return_only_program(
+    prog_type: libbpf_sys::bpf_prog_type,
+    value: i32,
+    name: &std::ffi::CStr,
+) -> Result<OwnedFd> {
+    use libbpf_sys::{bpf_insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
     let insn = |code: u32, imm: i32| bpf_insn {
         code: code as u8,
         _bitfield_align_1: [],
@@ -227,14 +230,15 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
         off: 0,
         imm,
     };
+    // r0 = value; exit (r0 is the return value)
     let prog = [
-        insn(BPF_ALU64 | BPF_MOV | BPF_K, XDP_PASS as i32),
+        insn(BPF_ALU64 | BPF_MOV | BPF_K, value),
         insn(BPF_JMP | BPF_EXIT, 0),
     ];
     let fd = unsafe {
         libbpf_sys::bpf_prog_load(
-            libbpf_sys::BPF_PROG_TYPE_XDP,
-            c"lab_xdp_pass".as_ptr(),
+            prog_type,
+            name.as_ptr(),
             c"Dual BSD/GPL".as_ptr(),
             prog.as_ptr(),
             prog.len() as _,
@@ -243,11 +247,23 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
     };
     if fd < 0 {
         bail!(
-            "loading the lab's XDP pass program: {}",
+            "loading {name:?}: {}",
             std::io::Error::from_raw_os_error(-fd)
         );
     }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) }; // the attachment keeps its own reference
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Attach `return XDP_PASS;` to `iface` in the current namespace. It is attached
+/// through netlink, not a bpf_link, so it stays after this process exits, until
+/// the interface goes.
+fn attach_xdp_pass(iface: &str) -> Result<()> {
+    // The attachment keeps its own reference; our fd may close.
+    let fd = return_only_program(
+        libbpf_sys::BPF_PROG_TYPE_XDP,
+        libbpf_sys::XDP_PASS as i32,
+        c"lab_xdp_pass",
+    )?;
     let ifindex = nix::net::if_::if_nametoindex(iface)? as i32;
     let rc = unsafe {
         libbpf_sys::bpf_xdp_attach(
