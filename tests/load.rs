@@ -15,7 +15,19 @@ const FLOOD: u32 = 100_000;
 
 /// `ping -f -c FLOOD`: how many valid replies came back.
 fn flood(from: &Host, to: impl std::fmt::Display) -> u32 {
-    let out = from.cmd("ping").args(["-f", "-q", "-c", &FLOOD.to_string(), "-W", "1", &to.to_string()]).output().unwrap();
+    let out = from
+        .cmd("ping")
+        .args([
+            "-f",
+            "-q",
+            "-c",
+            &FLOOD.to_string(),
+            "-W",
+            "1",
+            &to.to_string(),
+        ])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.split(", ").find_map(|p| p.strip_suffix(" received")))
@@ -32,9 +44,22 @@ fn flood_through(example: &str) {
     assert_eq!(flood(client, server.ipv4), FLOOD, "{example}: IPv4 flood");
     assert_eq!(flood(client, server.ipv6), FLOOD, "{example}: IPv6 flood");
     let end = running.stop(Signal::SIGINT, Duration::from_secs(30));
-    assert!(end.status.success(), "{example} did not survive the flood: {:?}\n{}", end.status, end.stderr);
-    assert!(end.stderr.contains(&format!("replied {}", 2 * FLOOD)), "{}", end.stderr);
-    let summary = end.stderr.lines().find(|l| l.contains("events lost")).expect("loss report");
+    assert!(
+        end.status.success(),
+        "{example} did not survive the flood: {:?}\n{}",
+        end.status,
+        end.stderr
+    );
+    assert!(
+        end.stderr.contains(&format!("replied {}", 2 * FLOOD)),
+        "{}",
+        end.stderr
+    );
+    let summary = end
+        .stderr
+        .lines()
+        .find(|l| l.contains("events lost"))
+        .expect("loss report");
     eprintln!("{example}: {summary}");
 }
 
