@@ -44,10 +44,7 @@ fn run() -> Result<()> {
     let vmlinux_h = vmlinux_dir.join("vmlinux.h");
 
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest.join("vmlinux").display()
-    );
+    println!("cargo:rerun-if-changed={}", manifest.join("vmlinux").display());
     if !vmlinux_h.exists() {
         bail!(
             "{} is missing: run `make vmlinux` (needs bpftool and /sys/kernel/btf/vmlinux) \
@@ -89,10 +86,7 @@ fn run() -> Result<()> {
         let generated = fs::read_to_string(&skel)?;
         for event in shared_structs(src, &bpf_dir)? {
             if generated.contains(&format!("pub struct {event} {{")) {
-                writeln!(
-                    index,
-                    "unsafe impl plain::Plain for {name}::types::{event} {{}}"
-                )?;
+                writeln!(index, "unsafe impl plain::Plain for {name}::types::{event} {{}}")?;
             }
         }
     }
@@ -111,16 +105,10 @@ fn run() -> Result<()> {
 fn shared_structs(file: &Path, bpf_dir: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut names = Vec::new();
-    for included in text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"'))
-    {
-        let found = [
-            bpf_dir.join(included),
-            bpf_dir.join("include").join(included),
-        ]
-        .into_iter()
-        .find(|p| p.exists());
+    for included in text.lines().filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"')) {
+        let found = [bpf_dir.join(included), bpf_dir.join("include").join(included)]
+            .into_iter()
+            .find(|p| p.exists());
         let Some(header) = found else { continue }; // vmlinux.h
         let header_text = fs::read_to_string(&header)?;
         names.extend(

@@ -46,27 +46,20 @@ fn main() -> Result<()> {
     // open → load: libbpf parses the object, fixes up CO-RE offsets for this
     // kernel, and the verifier checks every program.
     let mut storage = MaybeUninit::uninit();
-    let open = HelloSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let skel = open
-        .load()
-        .context("loading the BPF programs into the kernel")?;
+    let open = HelloSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let skel = open.load().context("loading the BPF programs into the kernel")?;
 
     // attach: the kprobe from the talk if this kernel has kprobes, else the tracepoint.
     let progs = &skel.progs;
     let _attached = attach_with_fallback(
         args.attach,
         Hook::kprobe("kprobe on the execve syscall", || {
-            Ok(vec![progs
-                .hello_ksyscall
-                .attach_ksyscall(false, "execve")?])
+            Ok(vec![progs.hello_ksyscall.attach_ksyscall(false, "execve")?])
         }),
         Hook::tracepoint("tracepoint syscalls:sys_enter_execve", || {
-            Ok(vec![progs.hello_tracepoint.attach_tracepoint(
-                libbpf_rs::TracepointCategory::Syscalls,
-                "sys_enter_execve",
-            )?])
+            Ok(vec![progs
+                .hello_tracepoint
+                .attach_tracepoint(libbpf_rs::TracepointCategory::Syscalls, "sys_enter_execve")?])
         }),
     )?;
 
@@ -84,36 +77,44 @@ fn main() -> Result<()> {
         ("COMM", 16),
         ("FILENAME", 0),
     ]);
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &exec_event| {
-            table.row(&[
-                seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
-                e.pid.to_string(),
-                e.ppid.to_string(),
-                e.uid.to_string(),
-                c_str(&e.comm),
-                c_str(&e.filename),
-            ]);
-        },
-    )?
+    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &exec_event| {
+        table.row(&[
+            seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+            e.pid.to_string(),
+            e.ppid.to_string(),
+            e.uid.to_string(),
+            c_str(&e.comm),
+            c_str(&e.filename),
+        ]);
+    })?
     .run()?;
     summary.print("execs");
     Ok(())
 }
 
 /// Copy the "I'm alive!" lines from the kernel's trace pipe to our stdout. The
-/// pipe is shared by every bpf_printk on the system, and reading consumes it.
+/// pipe is shared by every bpf_printk on the system, and reading consumes it. It
+/// may still hold lines from earlier runs: skip those older than this one (trace
+/// timestamps are seconds since boot, like CLOCK_MONOTONIC).
 fn stream_printk() {
     let path = format!("{TRACEFS}/trace_pipe");
+    let since = monotonic_ns() as f64 / 1e9 - 0.5;
+    let timestamp = |line: &str| -> Option<f64> {
+        line.split(": bpf_trace_printk")
+            .next()?
+            .split_whitespace()
+            .last()?
+            .trim_end_matches(':')
+            .parse()
+            .ok()
+    };
     std::thread::spawn(move || {
         let Ok(pipe) = std::fs::File::open(&path) else {
             eprintln!("cannot open {path}: no bpf_printk output");
             return;
         };
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if line.contains("I'm alive!") {
+            if line.contains("I'm alive!") && timestamp(&line).is_some_and(|t| t >= since) {
                 println!("printk: {}", line.trim());
             }
         }

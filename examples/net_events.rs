@@ -56,20 +56,13 @@ fn main() -> Result<()> {
     let (netns_inode, ifindex) = filters(&args)?;
 
     let mut storage = MaybeUninit::uninit();
-    let mut open = NetEventsSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_mut()
-        .context("no read-only data")?;
+    let mut open =
+        NetEventsSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
     rodata.target_netns = netns_inode;
     rodata.target_ifindex = ifindex;
     let names: Vec<String> = rodata.event_names.iter().map(|n| c_str(n)).collect();
-    let skel = open
-        .load()
-        .context("loading the BPF programs into the kernel")?;
+    let skel = open.load().context("loading the BPF programs into the kernel")?;
 
     // Attach program on_<event> to each tracepoint net:<event> this kernel has.
     let mut links = Vec::new();
@@ -91,15 +84,10 @@ fn main() -> Result<()> {
         (None, Some(i)) => format!("interface {i}"),
         (None, None) => "every namespace".to_string(),
     };
-    eprintln!(
-        "attached: {} net:* tracepoints (raw tracepoints), counting in {scope}",
-        links.len()
-    );
+    eprintln!("attached: {} net:* tracepoints (raw tracepoints), counting in {scope}", links.len());
 
     let read = || -> Vec<u64> {
-        (0..names.len() as u32)
-            .map(|i| sum_u64(&skel.maps.counts, i).unwrap_or(0))
-            .collect()
+        (0..names.len() as u32).map(|i| sum_u64(&skel.maps.counts, i).unwrap_or(0)).collect()
     };
     let mut child = match args.command.split_first() {
         Some((program, rest)) => Some(
@@ -122,9 +110,8 @@ fn main() -> Result<()> {
         if let Some(exited) = child.as_mut().map(|c| c.try_wait()).transpose()?.flatten() {
             break Some(exited);
         }
-        if let Some(table) = table
-            .as_ref()
-            .filter(|_| last_print.elapsed() >= Duration::from_secs(args.interval))
+        if let Some(table) =
+            table.as_ref().filter(|_| last_print.elapsed() >= Duration::from_secs(args.interval))
         {
             last_print = Instant::now();
             for (name, n) in names.iter().zip(read()).filter(|(_, n)| *n > 0) {

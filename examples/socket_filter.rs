@@ -47,17 +47,11 @@ fn main() -> Result<()> {
     let iface = interface(&args.iface)?;
 
     let mut storage = MaybeUninit::uninit();
-    let open = SocketFilterSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let skel = open
-        .load()
-        .context("loading the socket filter into the kernel")?;
+    let open =
+        SocketFilterSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let skel = open.load().context("loading the socket filter into the kernel")?;
     let socket = PacketSocket::open(&iface, &skel.progs.socket_filter)?;
-    eprintln!(
-        "attached: socket filter on a packet socket bound to {}",
-        iface.name
-    );
+    eprintln!("attached: socket filter on a packet socket bound to {}", iface.name);
 
     // Two streams of lines under one header: packets the filter kept (read from
     // the socket) and ping reports (read from the ring buffer).
@@ -72,20 +66,16 @@ fn main() -> Result<()> {
     ]);
     let mut frame = vec![0u8; 65536];
     let kept = Cell::new(0u64);
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &EchoEvent| {
-            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-            table.row(&[
-                since(e.ts_ns),
-                "ping".into(),
-                src.to_string(),
-                dst.to_string(),
-                format!("id {} seq {}", e.id, e.seq),
-            ]);
-        },
-    )?
+    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| {
+        let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+        table.row(&[
+            since(e.ts_ns),
+            "ping".into(),
+            src.to_string(),
+            dst.to_string(),
+            format!("id {} seq {}", e.id, e.seq),
+        ]);
+    })?
     .watch(socket.as_fd(), || {
         while let Some(len) = socket.try_recv(&mut frame) {
             kept.set(kept.get() + 1);

@@ -59,17 +59,9 @@ fn main() -> Result<()> {
     }
 
     let mut storage = MaybeUninit::uninit();
-    let mut open = TcSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    open.maps
-        .rodata_data
-        .as_mut()
-        .context("no read-only data")?
-        .drop_all = args.drop_all;
-    let skel = open
-        .load()
-        .context("loading the TC program into the kernel")?;
+    let mut open = TcSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    open.maps.rodata_data.as_mut().context("no read-only data")?.drop_all = args.drop_all;
+    let skel = open.load().context("loading the TC program into the kernel")?;
     let Some(_attached) =
         cleanup_or_attach(&skel.progs.tc_ingress, &iface, args.attach, args.cleanup)?
     else {
@@ -77,12 +69,9 @@ fn main() -> Result<()> {
     };
 
     let pings = EchoTable::new();
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &EchoEvent| pings.row(e),
-    )?
-    .run()?;
+    let summary =
+        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
+            .run()?;
     summary.print("pings");
     Ok(())
 }

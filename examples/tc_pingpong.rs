@@ -54,12 +54,9 @@ fn main() -> Result<()> {
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
 
     let mut storage = MaybeUninit::uninit();
-    let open = TcPingpongSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let skel = open
-        .load()
-        .context("loading the TC program into the kernel")?;
+    let open =
+        TcPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let skel = open.load().context("loading the TC program into the kernel")?;
     let Some(_attached) =
         cleanup_or_attach(&skel.progs.tc_pingpong, &iface, args.attach, args.cleanup)?
     else {
@@ -67,15 +64,11 @@ fn main() -> Result<()> {
     };
 
     let pings = EchoTable::new();
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &EchoEvent| {
-            if !args.quiet {
-                pings.row(e)
-            }
-        },
-    )?
+    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| {
+        if !args.quiet {
+            pings.row(e)
+        }
+    })?
     .run()?;
     let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;
     let replied: u64 = counts.iter().map(|c| c.replied).sum();

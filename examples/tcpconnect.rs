@@ -47,21 +47,14 @@ fn main() -> Result<()> {
 
     // open → configure: filters go into read-only data before the verifier sees it.
     let mut storage = MaybeUninit::uninit();
-    let mut open = TcpconnectSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_mut()
-        .context("the program has no read-only data")?;
+    let mut open =
+        TcpconnectSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    let rodata = open.maps.rodata_data.as_mut().context("the program has no read-only data")?;
     rodata.target_pid = args.pid.unwrap_or(0);
     rodata.target_port = args.port.unwrap_or(0);
 
     // load → attach.
-    let skel = open
-        .load()
-        .context("loading the BPF programs into the kernel")?;
+    let skel = open.load().context("loading the BPF programs into the kernel")?;
     let progs = &skel.progs;
     let attached = attach_with_fallback(
         args.attach,
@@ -74,10 +67,9 @@ fn main() -> Result<()> {
             Ok(links)
         }),
         Hook::tracepoint("tracepoint sock:inet_sock_set_state", || {
-            Ok(vec![progs.connect_state.attach_tracepoint(
-                TracepointCategory::Sock,
-                "inet_sock_set_state",
-            )?])
+            Ok(vec![progs
+                .connect_state
+                .attach_tracepoint(TracepointCategory::Sock, "inet_sock_set_state")?])
         }),
     )?;
     // What RESULT means depends on the hook: the kprobe sees the function's return
@@ -98,10 +90,8 @@ fn main() -> Result<()> {
         ("DESTINATION", 22),
         ("RESULT", 0),
     ]);
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &connect_event| {
+    let summary =
+        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &connect_event| {
             table.row(&[
                 seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
                 e.pid.to_string(),
@@ -111,9 +101,8 @@ fn main() -> Result<()> {
                 endpoint(e.family, &e.daddr, e.dport),
                 result_name(e.ret),
             ]);
-        },
-    )?
-    .run()?;
+        })?
+        .run()?;
     summary.print("connections");
     Ok(())
 }

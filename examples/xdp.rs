@@ -60,61 +60,43 @@ fn main() -> Result<()> {
 
     // open → configure → load
     let mut storage = MaybeUninit::uninit();
-    let mut open = XdpSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the BPF object")?;
-    open.maps
-        .rodata_data
-        .as_mut()
-        .context("no read-only data")?
-        .drop_pings = args.drop_pings;
-    let skel = open
-        .load()
-        .context("loading the XDP program into the kernel")?;
+    let mut open =
+        XdpSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
+    open.maps.rodata_data.as_mut().context("no read-only data")?.drop_pings = args.drop_pings;
+    let skel = open.load().context("loading the XDP program into the kernel")?;
 
     // attach: from now on every frame on the interface runs xdp_inspect.
     let link = attach_xdp(&skel.progs.xdp_inspect, &iface, args.mode, args.replace)?;
-    eprintln!(
-        "attached: XDP program xdp_inspect on {} ({} mode)",
-        iface.name, link.mode
-    );
+    eprintln!("attached: XDP program xdp_inspect on {} ({} mode)", iface.name, link.mode);
 
     let pings = EchoTable::new();
-    let summary = RingReader::new(
-        &skel.maps.events,
-        &skel.maps.lost_events,
-        |e: &EchoEvent| pings.row(e),
-    )?
-    .every(Duration::from_secs(1), || {
-        if let Ok(c) = read_counts(&skel.maps.counts) {
-            println!(
-                "{:<9} totals    icmp {}  tcp {}  udp {}  other {}",
-                pings.now(),
-                c.icmp,
-                c.tcp,
-                c.udp,
-                c.other
-            );
-        }
-    })
-    .run()?;
+    let summary =
+        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
+            .every(Duration::from_secs(1), || {
+                if let Ok(c) = read_counts(&skel.maps.counts) {
+                    println!(
+                        "{:<9} totals    icmp {}  tcp {}  udp {}  other {}",
+                        pings.now(),
+                        c.icmp,
+                        c.tcp,
+                        c.udp,
+                        c.other
+                    );
+                }
+            })
+            .run()?;
     let c = read_counts(&skel.maps.counts)?;
-    eprintln!(
-        "\npackets: icmp {}  tcp {}  udp {}  other {}",
-        c.icmp, c.tcp, c.udp, c.other
-    );
+    eprintln!("\npackets: icmp {}  tcp {}  udp {}  other {}", c.icmp, c.tcp, c.udp, c.other);
     summary.print("pings");
     Ok(())
 }
 
 /// Add up the per-CPU copies of the counters.
 fn read_counts(map: &dyn MapCore) -> Result<proto_counts> {
-    Ok(per_cpu::<proto_counts>(map, 0)?
-        .iter()
-        .fold(proto_counts::default(), |t, c| proto_counts {
-            icmp: t.icmp + c.icmp,
-            tcp: t.tcp + c.tcp,
-            udp: t.udp + c.udp,
-            other: t.other + c.other,
-        }))
+    Ok(per_cpu::<proto_counts>(map, 0)?.iter().fold(proto_counts::default(), |t, c| proto_counts {
+        icmp: t.icmp + c.icmp,
+        tcp: t.tcp + c.tcp,
+        udp: t.udp + c.udp,
+        other: t.other + c.other,
+    }))
 }

@@ -40,21 +40,13 @@ impl<'a> Hook<'a> {
         what: &'static str,
         f: impl FnOnce() -> libbpf_rs::Result<Vec<Link>> + 'a,
     ) -> Self {
-        Hook {
-            kind: HookKind::Kprobe,
-            what,
-            attach: Box::new(f),
-        }
+        Hook { kind: HookKind::Kprobe, what, attach: Box::new(f) }
     }
     pub fn tracepoint(
         what: &'static str,
         f: impl FnOnce() -> libbpf_rs::Result<Vec<Link>> + 'a,
     ) -> Self {
-        Hook {
-            kind: HookKind::Tracepoint,
-            what,
-            attach: Box::new(f),
-        }
+        Hook { kind: HookKind::Tracepoint, what, attach: Box::new(f) }
     }
 }
 
@@ -102,9 +94,8 @@ pub fn attach_with_fallback(mode: AttachMode, kprobe: Hook, tracepoint: Hook) ->
             match try_hook(kprobe) {
                 Ok(a) => a,
                 Err(e) => {
-                    let why = kprobes_missing()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("{e:#}"));
+                    let why =
+                        kprobes_missing().map(str::to_string).unwrap_or_else(|| format!("{e:#}"));
                     eprintln!(
                         "note: no {kprobe_what}: {why}; using the {} instead",
                         tracepoint.what

@@ -30,10 +30,7 @@ impl EchoTable {
             ("ID", 6),
             ("SEQ", 0),
         ]);
-        EchoTable {
-            table,
-            start_ns: monotonic_ns(),
-        }
+        EchoTable { table, start_ns: monotonic_ns() }
     }
 
     /// One ping.

@@ -25,11 +25,7 @@ pub fn endpoint(family: u16, bytes: &[u8; 16], port: u16) -> String {
 
 /// A NUL-terminated C `char[]` from a generated struct as a Rust string.
 pub fn c_str(chars: &[i8]) -> String {
-    let bytes: Vec<u8> = chars
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -54,9 +50,7 @@ pub struct Table {
 impl Table {
     /// Print the header row and remember each column's width.
     pub fn new(columns: &[(&str, usize)]) -> Self {
-        let table = Table {
-            widths: columns.iter().map(|(_, w)| *w).collect(),
-        };
+        let table = Table { widths: columns.iter().map(|(_, w)| *w).collect() };
         let names: Vec<String> = columns.iter().map(|(n, _)| n.to_string()).collect();
         table.row(&names);
         table

@@ -197,45 +197,18 @@ impl Ping {
     }
 
     fn build(&self, reply: bool) -> Vec<u8> {
-        let (smac, dmac) = if reply {
-            (self.dst_mac, CLIENT_MAC)
-        } else {
-            (CLIENT_MAC, self.dst_mac)
-        };
+        let (smac, dmac) =
+            if reply { (self.dst_mac, CLIENT_MAC) } else { (CLIENT_MAC, self.dst_mac) };
         if self.v6 {
-            let (s, d) = if reply {
-                (SERVER_V6, CLIENT_V6)
-            } else {
-                (CLIENT_V6, SERVER_V6)
-            };
-            let kind = if reply {
-                ICMPV6_ECHO_REPLY
-            } else {
-                ICMPV6_ECHO_REQUEST
-            };
+            let (s, d) = if reply { (SERVER_V6, CLIENT_V6) } else { (CLIENT_V6, SERVER_V6) };
+            let kind = if reply { ICMPV6_ECHO_REPLY } else { ICMPV6_ECHO_REQUEST };
             let icmp = icmp6_echo(kind, self.id, self.seq, &self.data, s, d);
-            ethernet(
-                dmac,
-                smac,
-                self.vlan,
-                ETH_P_IPV6,
-                &ipv6(s, d, IPPROTO_ICMPV6, &icmp),
-            )
+            ethernet(dmac, smac, self.vlan, ETH_P_IPV6, &ipv6(s, d, IPPROTO_ICMPV6, &icmp))
         } else {
-            let (s, d) = if reply {
-                (SERVER_V4, CLIENT_V4)
-            } else {
-                (CLIENT_V4, SERVER_V4)
-            };
+            let (s, d) = if reply { (SERVER_V4, CLIENT_V4) } else { (CLIENT_V4, SERVER_V4) };
             let kind = if reply { ICMP_ECHOREPLY } else { ICMP_ECHO };
             let icmp = icmp4_echo(kind, self.id, self.seq, &self.data);
-            ethernet(
-                dmac,
-                smac,
-                self.vlan,
-                ETH_P_IP,
-                &ipv4(s, d, IPPROTO_ICMP, &self.ipv4, &icmp),
-            )
+            ethernet(dmac, smac, self.vlan, ETH_P_IP, &ipv4(s, d, IPPROTO_ICMP, &self.ipv4, &icmp))
         }
     }
 }
@@ -246,19 +219,10 @@ mod tests {
 
     #[test]
     fn checksum_of_a_checksummed_header_is_zero() {
-        let h = ipv4(
-            CLIENT_V4,
-            SERVER_V4,
-            IPPROTO_ICMP,
-            &Ipv4Opts::default(),
-            &[],
-        );
+        let h = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_ICMP, &Ipv4Opts::default(), &[]);
         assert_eq!(checksum(&h), 0);
         // RFC 1071's example words sum to 0xddf2; the checksum is its complement.
-        assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            !0xddf2
-        );
+        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
     }
 
     #[test]
@@ -340,11 +304,7 @@ pub fn tcp_summary(frame: &[u8]) -> Option<TcpSummary> {
         ETH_P_IP if ip.len() >= 20 && ip[9] == IPPROTO_TCP => {
             let s: [u8; 4] = ip[12..16].try_into().ok()?;
             let d: [u8; 4] = ip[16..20].try_into().ok()?;
-            (
-                std::net::IpAddr::from(s),
-                std::net::IpAddr::from(d),
-                usize::from(ip[0] & 0xF) * 4,
-            )
+            (std::net::IpAddr::from(s), std::net::IpAddr::from(d), usize::from(ip[0] & 0xF) * 4)
         }
         ETH_P_IPV6 if ip.len() >= 40 && ip[6] == IPPROTO_TCP => {
             let s: [u8; 16] = ip[8..24].try_into().ok()?;
@@ -354,19 +314,10 @@ pub fn tcp_summary(frame: &[u8]) -> Option<TcpSummary> {
         _ => return None,
     };
     let tcp = ip.get(l4..l4 + 20)?;
-    const NAMES: [(u8, &str); 6] = [
-        (0x02, "SYN"),
-        (0x01, "FIN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-    ];
-    let flags: Vec<&str> = NAMES
-        .iter()
-        .filter(|(bit, _)| tcp[13] & bit != 0)
-        .map(|(_, n)| *n)
-        .collect();
+    const NAMES: [(u8, &str); 6] =
+        [(0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"), (0x20, "URG")];
+    let flags: Vec<&str> =
+        NAMES.iter().filter(|(bit, _)| tcp[13] & bit != 0).map(|(_, n)| *n).collect();
     Some(TcpSummary {
         src: std::net::SocketAddr::new(src, be16(tcp, 0)?),
         dst: std::net::SocketAddr::new(dst, be16(tcp, 2)?),

@@ -51,10 +51,7 @@ impl Host {
     /// test can tell an answer from our program from one by the kernel.
     pub fn kernel_echo_reply(&self, on: bool) -> Result<()> {
         let ignore = if on { "0" } else { "1" };
-        for key in [
-            "net/ipv4/icmp_echo_ignore_all",
-            "net/ipv6/icmp/echo_ignore_all",
-        ] {
+        for key in ["net/ipv4/icmp_echo_ignore_all", "net/ipv6/icmp/echo_ignore_all"] {
             self.sysctl(key, ignore)?;
         }
         Ok(())
@@ -132,22 +129,9 @@ impl Lab {
         for host in [&lab.client, &lab.server] {
             let ip =
                 |args: &[&str]| run_checked(Command::new("ip").args(["-n", &host.ns]).args(args));
-            ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", host.ipv4),
-                "dev",
-                host.iface,
-            ])?;
+            ip(&["addr", "add", &format!("{}/24", host.ipv4), "dev", host.iface])?;
             // nodad: skip IPv6 duplicate address detection so the address works at once.
-            ip(&[
-                "addr",
-                "add",
-                &format!("{}/64", host.ipv6),
-                "dev",
-                host.iface,
-                "nodad",
-            ])?;
+            ip(&["addr", "add", &format!("{}/64", host.ipv6), "dev", host.iface, "nodad"])?;
             ip(&["link", "set", "lo", "up"])?;
             ip(&["link", "set", host.iface, "up"])?;
         }
@@ -207,10 +191,7 @@ fn run_checked(cmd: &mut Command) -> Result<Output> {
         .output()
         .with_context(|| format!("running {cmd:?} (is iproute2 installed? `make deps`)"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }
@@ -231,10 +212,7 @@ pub fn return_only_program(
         imm,
     };
     // r0 = value; exit (r0 is the return value)
-    let prog = [
-        insn(BPF_ALU64 | BPF_MOV | BPF_K, value),
-        insn(BPF_JMP | BPF_EXIT, 0),
-    ];
+    let prog = [insn(BPF_ALU64 | BPF_MOV | BPF_K, value), insn(BPF_JMP | BPF_EXIT, 0)];
     let fd = unsafe {
         libbpf_sys::bpf_prog_load(
             prog_type,
@@ -246,10 +224,7 @@ pub fn return_only_program(
         )
     };
     if fd < 0 {
-        bail!(
-            "loading {name:?}: {}",
-            std::io::Error::from_raw_os_error(-fd)
-        );
+        bail!("loading {name:?}: {}", std::io::Error::from_raw_os_error(-fd));
     }
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

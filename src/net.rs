@@ -38,10 +38,7 @@ pub fn interface(name: &str) -> Result<Interface> {
     if !flags.contains(InterfaceFlags::IFF_UP) {
         bail!("interface {name} is down: bring it up with `sudo ip link set {name} up`");
     }
-    Ok(Interface {
-        name: name.to_string(),
-        index,
-    })
+    Ok(Interface { name: name.to_string(), index })
 }
 
 fn interface_flags(name: &str) -> InterfaceFlags {
@@ -91,7 +88,9 @@ pub fn attach_xdp(
         }
         // Only a netlink attachment can be removed from outside; a bpf_link belongs
         // to the process that holds it.
-        let rc = unsafe { libbpf_sys::bpf_xdp_detach(ifindex, 0, std::ptr::null()) };
+        let rc = crate::preflight::libbpf_muted(|| unsafe {
+            libbpf_sys::bpf_xdp_detach(ifindex, 0, std::ptr::null())
+        });
         if rc < 0 || xdp_prog_id(ifindex).is_some() {
             bail!(
                 "cannot replace XDP program {id} on {name}: a running process holds it through \
@@ -151,11 +150,7 @@ pub fn default_route_interfaces() -> Vec<String> {
     let mut found = Vec::new();
     // /proc/net/route: Iface Destination Gateway Flags ... Mask; all in hex.
     if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
-        for cols in text
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
+        for cols in text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
             if cols.len() > 7 && cols[1] == "00000000" && cols[7] == "00000000" {
                 found.push(cols[0].to_string());
             }
@@ -163,10 +158,7 @@ pub fn default_route_interfaces() -> Vec<String> {
     }
     // /proc/net/ipv6_route: destination, prefix length, ..., interface last.
     if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
-        for cols in text
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
+        for cols in text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()) {
             if cols.len() == 10
                 && cols[0].bytes().all(|b| b == b'0')
                 && cols[1] == "00"

@@ -88,13 +88,7 @@ impl<'a> RingReader<'a> {
             })
             .context("setting up the ring buffer")?;
         let ring = builder.build().context("setting up the ring buffer")?;
-        Ok(RingReader {
-            ring,
-            lost,
-            events: count,
-            tick: None,
-            watch: None,
-        })
+        Ok(RingReader { ring, lost, events: count, tick: None, watch: None })
     }
 
     /// Also call `f` every `period` (e.g. to print per-second counters).
@@ -122,17 +116,13 @@ impl<'a> RingReader<'a> {
         };
         // SAFETY: the ring buffer's epoll fd lives as long as `self.ring`.
         let ring_fd = unsafe { BorrowedFd::borrow_raw(self.ring.epoll_fd()) };
-        let mut fds = [
-            PollFd::new(ring_fd, PollFlags::POLLIN),
-            PollFd::new(*fd, PollFlags::POLLIN),
-        ];
+        let mut fds =
+            [PollFd::new(ring_fd, PollFlags::POLLIN), PollFd::new(*fd, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("waiting for events"),
         }
-        let ready = fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let ready = fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
         self.ring.consume().context("reading the ring buffer")?;
         if ready {
             on_ready();
@@ -156,10 +146,7 @@ impl<'a> RingReader<'a> {
         }
         // Drain what arrived between the last poll and the signal.
         let _ = self.ring.consume();
-        Ok(Summary {
-            events: self.events.get(),
-            lost: lost_events(self.lost)?,
-        })
+        Ok(Summary { events: self.events.get(), lost: lost_events(self.lost)? })
     }
 }
 
@@ -186,9 +173,7 @@ pub fn sum_u64(map: &dyn MapCore, key: u32) -> Result<u64> {
 /// Every CPU's copy of slot `key` of a per-CPU array, decoded as the C struct `T`
 /// (add the copies up for the total).
 pub fn per_cpu<T: plain::Plain + Default>(map: &dyn MapCore, key: u32) -> Result<Vec<T>> {
-    let copies = map
-        .lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)?
-        .unwrap_or_default();
+    let copies = map.lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)?.unwrap_or_default();
     copies
         .iter()
         .map(|bytes| {

@@ -33,11 +33,7 @@ pub enum TcApi {
 /// A TC program attached to an interface's ingress; dropping it detaches.
 pub enum TcAttachment {
     Tcx(OwnedFd),
-    Netlink {
-        hook: TcHook,
-        created_qdisc: bool,
-        name: String,
-    },
+    Netlink { hook: TcHook, created_qdisc: bool, name: String },
 }
 
 impl TcAttachment {
@@ -52,12 +48,7 @@ impl TcAttachment {
 
 impl Drop for TcAttachment {
     fn drop(&mut self) {
-        if let TcAttachment::Netlink {
-            hook,
-            created_qdisc,
-            name,
-        } = self
-        {
+        if let TcAttachment::Netlink { hook, created_qdisc, name } = self {
             if let Err(e) = hook.detach() {
                 eprintln!("removing the TC filter from {name}: {e}; try `--cleanup`");
             }
@@ -148,11 +139,7 @@ fn attach_netlink(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Result<TcA
         }
         bail!("attaching the TC filter to {name}: {e}");
     }
-    Ok(TcAttachment::Netlink {
-        hook,
-        created_qdisc,
-        name,
-    })
+    Ok(TcAttachment::Netlink { hook, created_qdisc, name })
 }
 
 /// Delete the whole clsact qdisc (libbpf deletes it only when asked for both
@@ -190,10 +177,7 @@ pub fn cleanup_or_attach(
 ) -> Result<Option<TcAttachment>> {
     if cleanup {
         if cleanup_netlink(prog, iface)? {
-            println!(
-                "removed the TC filter an earlier run left on {}",
-                iface.name
-            );
+            println!("removed the TC filter an earlier run left on {}", iface.name);
         } else {
             println!("nothing to clean up on {}", iface.name);
         }

@@ -31,12 +31,7 @@ const fn case(
     run: Where,
     says: &'static str,
 ) -> Case {
-    Case {
-        example,
-        args,
-        run,
-        says,
-    }
+    Case { example, args, run, says }
 }
 
 const PACKET_EXAMPLES: [&str; 5] = ["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter"];
@@ -44,20 +39,10 @@ const PACKET_EXAMPLES: [&str; 5] = ["xdp", "xdp_pingpong", "tc", "tc_pingpong", 
 fn cases() -> Vec<Case> {
     use Where::*;
     let mut v = vec![
-        case(
-            "hello",
-            &["--attach", "uprobe"],
-            Root,
-            "possible values: auto, kprobe, tracepoint",
-        ),
+        case("hello", &["--attach", "uprobe"], Root, "possible values: auto, kprobe, tracepoint"),
         case("hello", &["--bogus"], Root, "unexpected argument '--bogus'"),
         case("tcpconnect", &["--port", "0"], Root, "--port"),
-        case(
-            "tcpconnect",
-            &["--port", "http"],
-            Root,
-            "invalid value 'http'",
-        ),
+        case("tcpconnect", &["--port", "http"], Root, "invalid value 'http'"),
         case("tcpconnect", &["--pid", "0"], Root, "--pid"),
         case(
             "net_events",
@@ -65,18 +50,8 @@ fn cases() -> Vec<Case> {
             Root,
             "network namespace no-such-ns not found",
         ),
-        case(
-            "net_events",
-            &["--iface", "eth9"],
-            Root,
-            "interface eth9 not found",
-        ),
-        case(
-            "net_events",
-            &["--interval", "soon"],
-            Root,
-            "invalid value 'soon'",
-        ),
+        case("net_events", &["--iface", "eth9"], Root, "interface eth9 not found"),
+        case("net_events", &["--interval", "soon"], Root, "invalid value 'soon'"),
         case(
             "xdp",
             &["veth-server", "--mode", "turbo"],
@@ -90,51 +65,21 @@ fn cases() -> Vec<Case> {
             "possible values: auto, tcx, netlink",
         ),
         // The lab's server end carries the default route in these cases (see below).
-        case(
-            "xdp",
-            &["veth-server", "--drop-pings"],
-            Server,
-            "default route",
-        ),
-        case(
-            "tc",
-            &["veth-server", "--drop-all"],
-            Server,
-            "default route",
-        ),
+        case("xdp", &["veth-server", "--drop-pings"], Server, "default route"),
+        case("tc", &["veth-server", "--drop-all"], Server, "default route"),
         case("xdp_pingpong", &["veth-server"], Server, "--force"),
         case("tc_pingpong", &["veth-server"], Server, "--force"),
     ];
     if kprobes_missing().is_some() {
-        v.push(case(
-            "hello",
-            &["--attach", "kprobe"],
-            Root,
-            "CONFIG_KPROBES",
-        ));
-        v.push(case(
-            "tcpconnect",
-            &["--attach", "kprobe"],
-            Root,
-            "CONFIG_KPROBES",
-        ));
+        v.push(case("hello", &["--attach", "kprobe"], Root, "CONFIG_KPROBES"));
+        v.push(case("tcpconnect", &["--attach", "kprobe"], Root, "CONFIG_KPROBES"));
     }
     for ex in PACKET_EXAMPLES {
-        v.push(case(
-            ex,
-            &["eth9"],
-            Server,
-            "interface eth9 not found: `ip link`",
-        ));
+        v.push(case(ex, &["eth9"], Server, "interface eth9 not found: `ip link`"));
         v.push(case(ex, &["lo"], Server, "loopback"));
         v.push(case(ex, &["down0"], Server, "is down: bring it up"));
         v.push(case(ex, &["veth-server"], Root, "sudo ip netns exec"));
-        v.push(case(
-            ex,
-            &[],
-            Server,
-            "required arguments were not provided",
-        ));
+        v.push(case(ex, &[], Server, "required arguments were not provided"));
         v.push(case(ex, &["veth-server"], Nobody, "needs root"));
     }
     for ex in ["hello", "tcpconnect", "net_events"] {
@@ -148,23 +93,10 @@ fn bad_input_gets_one_clear_sentence_a_nonzero_exit_and_leaves_nothing() {
     let lab = lab();
     let server = &lab.server;
     // A second veth pair inside the server namespace, left down.
-    server
-        .run(&[
-            "ip", "link", "add", "down0", "type", "veth", "peer", "name", "down1",
-        ])
-        .unwrap();
+    server.run(&["ip", "link", "add", "down0", "type", "veth", "peer", "name", "down1"]).unwrap();
     // A default route through the lab's server end: for the --force cases. It lives
     // in the lab namespace only.
-    server
-        .run(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &lab.client.ipv4.to_string(),
-        ])
-        .unwrap();
+    server.run(&["ip", "route", "add", "default", "via", &lab.client.ipv4.to_string()]).unwrap();
 
     let mut failures = Vec::new();
     for c in cases() {
@@ -199,34 +131,17 @@ fn bad_input_gets_one_clear_sentence_a_nonzero_exit_and_leaves_nothing() {
             ));
         }
         if xdp_on(server).is_some() || tc_ingress_on(server) != (0, String::new()) {
-            failures.push(format!(
-                "{} {:?} left a program attached",
-                c.example, c.args
-            ));
+            failures.push(format!("{} {:?} left a program attached", c.example, c.args));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn force_overrides_the_default_route_guard() {
     let lab = lab();
     let server = &lab.server;
-    server
-        .run(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &lab.client.ipv4.to_string(),
-        ])
-        .unwrap();
+    server.run(&["ip", "route", "add", "default", "via", &lab.client.ipv4.to_string()]).unwrap();
     let mut example = run_in(server, "tc", &[server.iface, "--drop-all", "--force"]);
     example.wait_attached();
     assert_eq!(ping(&lab.client, server.ipv4, 1), 0);

@@ -29,26 +29,14 @@ fn reports_an_exec_with_its_pid_and_filename() {
     // Columns: TIME PID PPID UID COMM FILENAME
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols[1], pid, "pid column in {line:?}");
-    assert_eq!(
-        cols[2],
-        std::process::id().to_string(),
-        "ppid is this test in {line:?}"
-    );
+    assert_eq!(cols[2], std::process::id().to_string(), "ppid is this test in {line:?}");
     assert_eq!(cols[3], "0", "uid column in {line:?}");
     assert_eq!(cols[5], name);
     let ids = bpf_prog_ids(hello.pid());
     let end = hello.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "exit after Ctrl-C: {end:?}");
-    assert!(
-        end.took < Duration::from_secs(1),
-        "Ctrl-C took {:?}",
-        end.took
-    );
-    assert!(
-        end.stderr.contains("execs seen, 0 events lost"),
-        "summary: {}",
-        end.stderr
-    );
+    assert!(end.took < Duration::from_secs(1), "Ctrl-C took {:?}", end.took);
+    assert!(end.stderr.contains("execs seen, 0 events lost"), "summary: {}", end.stderr);
     assert_unloaded(&ids);
     let _ = std::fs::remove_file(program);
 }
@@ -91,15 +79,7 @@ fn forced_kprobe_on_a_kernel_without_kprobes_names_the_missing_feature() {
     }
     let end = hello.wait(Duration::from_secs(20));
     assert!(!end.status.success());
-    assert!(
-        end.stderr.contains("CONFIG_KPROBES"),
-        "message: {}",
-        end.stderr
-    );
-    assert!(
-        end.stderr.contains("--attach tracepoint"),
-        "says what to do: {}",
-        end.stderr
-    );
+    assert!(end.stderr.contains("CONFIG_KPROBES"), "message: {}", end.stderr);
+    assert!(end.stderr.contains("--attach tracepoint"), "says what to do: {}", end.stderr);
     assert!(!end.stderr.contains("panicked"), "{}", end.stderr);
 }

@@ -17,15 +17,7 @@ const FLOOD: u32 = 100_000;
 fn flood(from: &Host, to: impl std::fmt::Display) -> u32 {
     let out = from
         .cmd("ping")
-        .args([
-            "-f",
-            "-q",
-            "-c",
-            &FLOOD.to_string(),
-            "-W",
-            "1",
-            &to.to_string(),
-        ])
+        .args(["-f", "-q", "-c", &FLOOD.to_string(), "-W", "1", &to.to_string()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -50,16 +42,8 @@ fn flood_through(example: &str) {
         end.status,
         end.stderr
     );
-    assert!(
-        end.stderr.contains(&format!("replied {}", 2 * FLOOD)),
-        "{}",
-        end.stderr
-    );
-    let summary = end
-        .stderr
-        .lines()
-        .find(|l| l.contains("events lost"))
-        .expect("loss report");
+    assert!(end.stderr.contains(&format!("replied {}", 2 * FLOOD)), "{}", end.stderr);
+    let summary = end.stderr.lines().find(|l| l.contains("events lost")).expect("loss report");
     eprintln!("{example}: {summary}");
 }
 

@@ -32,16 +32,8 @@ fn server_events_for_pings(lab: &Lab) -> u64 {
     args.extend(ping_cmd);
     let end = run_to_end("net_events", &args);
     assert!(end.status.success(), "{end:?}");
-    assert!(
-        end.stdout.contains(&format!("{PINGS} received")),
-        "ping failed:\n{}",
-        end.stdout
-    );
-    let all = end
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("all"))
-        .expect("totals row");
+    assert!(end.stdout.contains(&format!("{PINGS} received")), "ping failed:\n{}", end.stdout);
+    let all = end.stdout.lines().find_map(|l| l.strip_prefix("all")).expect("totals row");
     all.trim().parse().unwrap()
 }
 
@@ -53,10 +45,7 @@ fn a_ping_answered_by_xdp_costs_the_server_fewer_kernel_events() {
 
     let by_kernel = server_events_for_pings(&lab);
     // Each ping is received and its reply sent: at least one event each way.
-    assert!(
-        by_kernel >= 2 * PINGS as u64,
-        "kernel reply: {by_kernel} events"
-    );
+    assert!(by_kernel >= 2 * PINGS as u64, "kernel reply: {by_kernel} events");
 
     server.kernel_echo_reply(false).unwrap();
     let mut example = run_in(server, "xdp_pingpong", &[server.iface]);
@@ -79,11 +68,7 @@ fn the_interface_filter_sees_only_its_interface() {
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
     // A second, idle veth pair in the server namespace, up.
-    server
-        .run(&[
-            "ip", "link", "add", "idle0", "type", "veth", "peer", "name", "idle1",
-        ])
-        .unwrap();
+    server.run(&["ip", "link", "add", "idle0", "type", "veth", "peer", "name", "idle1"]).unwrap();
     server.run(&["ip", "link", "set", "idle0", "up"]).unwrap();
     let ping_cmd = [
         "ip",
@@ -99,31 +84,12 @@ fn the_interface_filter_sees_only_its_interface() {
         &server.ipv4.to_string(),
     ];
     for (iface, expect_events) in [(server.iface, true), ("idle0", false)] {
-        let mut args = vec![
-            "--interval",
-            "0",
-            "--netns",
-            &server.ns,
-            "--iface",
-            iface,
-            "--",
-        ];
+        let mut args = vec!["--interval", "0", "--netns", &server.ns, "--iface", iface, "--"];
         args.extend(ping_cmd);
         let end = run_to_end("net_events", &args);
         assert!(end.status.success(), "{end:?}");
-        let all: u64 = end
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("all"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(
-            all > 0,
-            expect_events,
-            "{iface}: {all} events\n{}",
-            end.stdout
-        );
+        let all: u64 =
+            end.stdout.lines().find_map(|l| l.strip_prefix("all")).unwrap().trim().parse().unwrap();
+        assert_eq!(all > 0, expect_events, "{iface}: {all} events\n{}", end.stdout);
     }
 }

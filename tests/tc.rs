@@ -17,16 +17,8 @@ fn drops_pings_but_not_tcp_and_detaches_on_exit() {
     let line = example.wait_for("attached", Duration::from_secs(20));
     assert!(line.contains("TCX link"), "this kernel has TCX: {line}");
     assert_eq!(tc_ingress_on(server).0, 1);
-    assert_eq!(
-        ping(client, server.ipv4, 2),
-        0,
-        "IPv4 pings must be dropped"
-    );
-    assert_eq!(
-        ping(client, server.ipv6, 2),
-        0,
-        "IPv6 pings must be dropped"
-    );
+    assert_eq!(ping(client, server.ipv4, 2), 0, "IPv4 pings must be dropped");
+    assert_eq!(ping(client, server.ipv6, 2), 0, "IPv6 pings must be dropped");
     assert_eq!(
         tcp_exchange(client, tcp, b"hello").as_deref(),
         Some(&b"hello"[..]),
@@ -34,15 +26,7 @@ fn drops_pings_but_not_tcp_and_detaches_on_exit() {
     );
     let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");
-    assert_eq!(
-        end.stdout
-            .lines()
-            .filter(|l| l.contains(" dropped "))
-            .count(),
-        4,
-        "{}",
-        end.stdout
-    );
+    assert_eq!(end.stdout.lines().filter(|l| l.contains(" dropped ")).count(), 4, "{}", end.stdout);
     assert_eq!(tc_ingress_on(server), (0, String::new()), "left attached");
     assert_eq!(ping(client, server.ipv4, 1), 1);
 }
@@ -55,20 +39,12 @@ fn drop_all_stops_tcp_too() {
     let mut example = run_in(server, "tc", &[server.iface, "--drop-all"]);
     example.wait_attached();
     assert_eq!(ping(client, server.ipv4, 1), 0);
-    assert_eq!(
-        tcp_exchange(client, tcp, b"hello"),
-        None,
-        "TCP must be dropped too"
-    );
+    assert_eq!(tcp_exchange(client, tcp, b"hello"), None, "TCP must be dropped too");
     example.stop(Signal::SIGKILL, Duration::from_secs(2));
     // TCX is a bpf_link: the kernel detaches it when the killed process's fds close.
-    eventually("TCX program gone after SIGKILL", || {
-        tc_ingress_on(server).0 == 0
-    });
+    eventually("TCX program gone after SIGKILL", || tc_ingress_on(server).0 == 0);
     // Neighbour entries may have gone stale while everything was dropped: allow a retry.
-    eventually("TCP works again", || {
-        tcp_exchange(client, tcp, b"again").is_some()
-    });
+    eventually("TCP works again", || tcp_exchange(client, tcp, b"again").is_some());
 }
 
 #[test]
@@ -76,32 +52,18 @@ fn netlink_fallback_keeps_a_clsact_qdisc_that_was_there_before() {
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
     std::process::Command::new("tc")
-        .args([
-            "-n",
-            &server.ns,
-            "qdisc",
-            "add",
-            "dev",
-            server.iface,
-            "clsact",
-        ])
+        .args(["-n", &server.ns, "qdisc", "add", "dev", server.iface, "clsact"])
         .status()
         .unwrap();
     let mut example = run_in(server, "tc", &[server.iface, "--attach", "netlink"]);
     let line = example.wait_for("attached", Duration::from_secs(20));
     assert!(line.contains("netlink filter"), "{line}");
-    assert!(
-        tc_ingress_on(server).1.contains("tc_ingress"),
-        "filter not visible to tc"
-    );
+    assert!(tc_ingress_on(server).1.contains("tc_ingress"), "filter not visible to tc");
     assert_eq!(ping(client, server.ipv4, 1), 0);
     let end = example.stop(Signal::SIGTERM, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");
     assert_eq!(tc_ingress_on(server).1, "", "our filter must be gone");
-    assert!(
-        qdiscs_on(server).contains("clsact"),
-        "the qdisc we did not create must stay"
-    );
+    assert!(qdiscs_on(server).contains("clsact"), "the qdisc we did not create must stay");
 }
 
 #[test]
@@ -111,21 +73,14 @@ fn netlink_fallback_removes_its_own_qdisc_and_cleanup_mends_a_killed_run() {
     let mut example = run_in(server, "tc", &[server.iface, "--attach", "netlink"]);
     example.wait_attached();
     example.stop(Signal::SIGINT, Duration::from_secs(2));
-    assert!(
-        !qdiscs_on(server).contains("clsact"),
-        "the qdisc we created must go"
-    );
+    assert!(!qdiscs_on(server).contains("clsact"), "the qdisc we created must go");
 
     // A killed netlink run leaves its filter: the next run says so, --cleanup mends it.
     let mut example = run_in(server, "tc", &[server.iface, "--attach", "netlink"]);
     example.wait_attached();
     example.stop(Signal::SIGKILL, Duration::from_secs(2));
     assert!(tc_ingress_on(server).1.contains("tc_ingress"));
-    assert_eq!(
-        ping(client, server.ipv4, 1),
-        0,
-        "the leftover still drops pings"
-    );
+    assert_eq!(ping(client, server.ipv4, 1), 0, "the leftover still drops pings");
     let end = run_in(server, "tc", &[server.iface]).wait(Duration::from_secs(20));
     assert!(!end.status.success());
     assert!(end.stderr.contains("--cleanup"), "{}", end.stderr);

@@ -22,10 +22,7 @@ fn answers_pings_over_ipv4_and_ipv6_and_stops_after_exit() {
     let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");
     assert_eq!(
-        end.stdout
-            .lines()
-            .filter(|l| l.contains(" answered "))
-            .count(),
+        end.stdout.lines().filter(|l| l.contains(" answered ")).count(),
         10,
         "{}",
         end.stdout
@@ -42,11 +39,7 @@ fn works_through_the_netlink_fallback_too() {
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
     server.kernel_echo_reply(false).unwrap();
-    let mut example = run_in(
-        server,
-        "tc_pingpong",
-        &[server.iface, "--attach", "netlink"],
-    );
+    let mut example = run_in(server, "tc_pingpong", &[server.iface, "--attach", "netlink"]);
     example.wait_attached();
     assert_eq!(ping(client, server.ipv4, 3), 3);
     example.stop(Signal::SIGTERM, Duration::from_secs(2));

@@ -22,13 +22,7 @@ fn tcp_frame() -> Vec<u8> {
         CLIENT_MAC,
         None,
         ETH_P_IP,
-        &ipv4(
-            CLIENT_V4,
-            SERVER_V4,
-            IPPROTO_TCP,
-            &Ipv4Opts::default(),
-            &tcp_syn(1234, 80),
-        ),
+        &ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, &Ipv4Opts::default(), &tcp_syn(1234, 80)),
     )
 }
 
@@ -37,19 +31,11 @@ fn tc_pingpong_rewrites_requests_into_exact_replies_and_passes_the_rest() {
     let lab = lab();
     in_namespace(&lab.server.ns, || {
         let mut storage = MaybeUninit::uninit();
-        let skel = TcPingpongSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap()
-            .load()
-            .unwrap();
+        let skel = TcPingpongSkelBuilder::default().open(&mut storage).unwrap().load().unwrap();
         let prog = &skel.progs.tc_pingpong;
         for v6 in [false, true] {
             for (len, id) in [(56usize, 0x4242u16), (0, 0xffff), (1, 1), (1400, 0xf7ff)] {
-                let ping = Ping {
-                    data: vec![0xa5; len],
-                    id,
-                    ..Ping::new(v6)
-                };
+                let ping = Ping { data: vec![0xa5; len], id, ..Ping::new(v6) };
                 let run = test_run(prog, &ping.request(), 1).unwrap();
                 // The original is dropped; the rewritten copy went out via clone_redirect.
                 assert_eq!(run.action, TC_ACT_SHOT, "v6={v6} len={len}");
@@ -62,35 +48,16 @@ fn tc_pingpong_rewrites_requests_into_exact_replies_and_passes_the_rest() {
         }
         let not_ours = [
             ("TCP", tcp_frame()),
-            (
-                "broadcast",
-                Ping {
-                    dst_mac: BROADCAST_MAC,
-                    ..Ping::new(false)
-                }
-                .request(),
-            ),
+            ("broadcast", Ping { dst_mac: BROADCAST_MAC, ..Ping::new(false) }.request()),
             (
                 "fragment",
-                Ping {
-                    ipv4: Ipv4Opts {
-                        options: vec![],
-                        frag: 0x2000,
-                    },
-                    ..Ping::new(false)
-                }
-                .request(),
+                Ping { ipv4: Ipv4Opts { options: vec![], frag: 0x2000 }, ..Ping::new(false) }
+                    .request(),
             ),
             (
                 "options",
-                Ping {
-                    ipv4: Ipv4Opts {
-                        options: vec![1, 1, 1, 0],
-                        frag: 0,
-                    },
-                    ..Ping::new(false)
-                }
-                .request(),
+                Ping { ipv4: Ipv4Opts { options: vec![1, 1, 1, 0], frag: 0 }, ..Ping::new(false) }
+                    .request(),
             ),
         ];
         for (what, frame) in not_ours {

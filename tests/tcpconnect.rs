@@ -14,13 +14,7 @@ use nix::sys::signal::Signal;
 fn connect_as(comm: &str, addr: std::net::SocketAddr) -> u16 {
     thread::Builder::new()
         .name(comm.into())
-        .spawn(move || {
-            TcpStream::connect(addr)
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
+        .spawn(move || TcpStream::connect(addr).unwrap().local_addr().unwrap().port())
         .unwrap()
         .join()
         .unwrap()
@@ -41,11 +35,7 @@ fn reports_v4_and_v6_connections_with_ports_addresses_and_comm() {
         assert_eq!(cols[1], std::process::id().to_string(), "{line}");
         assert_eq!(cols[2], "tcpc-test", "{line}");
         assert_eq!(cols[3], ip, "{line}");
-        assert_eq!(
-            cols[4],
-            format!("{}:{from_port}", to.ip()).replace("::1:", "[::1]:"),
-            "{line}"
-        );
+        assert_eq!(cols[4], format!("{}:{from_port}", to.ip()).replace("::1:", "[::1]:"), "{line}");
         assert_eq!(cols[6], "ok", "{line}");
     }
     let ids = bpf_prog_ids(tool.pid());
@@ -65,21 +55,14 @@ fn port_filter_runs_in_the_kernel_and_drops_other_ports() {
     connect_as("tcpc-wanted", wanted.local_addr().unwrap());
     tool.wait_for("tcpc-wanted", Duration::from_secs(10));
     let end = tool.stop(Signal::SIGINT, Duration::from_secs(2));
-    assert!(
-        !end.stdout.contains("tcpc-other"),
-        "filtered port shown:\n{}",
-        end.stdout
-    );
+    assert!(!end.stdout.contains("tcpc-other"), "filtered port shown:\n{}", end.stdout);
     assert!(end.stderr.contains("1 connections seen"), "{}", end.stderr);
 }
 
 #[test]
 fn refused_connection_is_reported_as_such() {
     // Bind then close: nothing listens on this port now.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut tool = run_example("tcpconnect", &["--port", &addr.port().to_string()]);
     tool.wait_attached();
     thread::Builder::new()
@@ -89,10 +72,7 @@ fn refused_connection_is_reported_as_such() {
         .join()
         .unwrap();
     let line = tool.wait_for("tcpc-refused", Duration::from_secs(10));
-    assert!(
-        line.ends_with("ECONNREFUSED") || line.ends_with("sent"),
-        "{line}"
-    );
+    assert!(line.ends_with("ECONNREFUSED") || line.ends_with("sent"), "{line}");
 }
 
 #[test]

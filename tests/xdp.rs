@@ -10,10 +10,7 @@ use nix::sys::signal::Signal;
 /// The numbers of the last "totals" line: icmp, tcp, udp, other.
 fn last_totals(stdout: &str) -> Option<[u64; 4]> {
     let line = stdout.lines().rev().find(|l| l.contains(" totals "))?;
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     n.try_into().ok()
 }
 
@@ -24,17 +21,11 @@ fn counts_rise_for_icmp_and_tcp_and_pings_are_reported() {
     let tcp = echo_server(server);
     let mut example = run_in(server, "xdp", &[server.iface]);
     example.wait_attached();
-    assert_eq!(
-        ping(client, server.ipv4, 2),
-        2,
-        "xdp passes pings by default"
-    );
+    assert_eq!(ping(client, server.ipv4, 2), 2, "xdp passes pings by default");
     assert!(tcp_exchange(client, tcp, b"hi").is_some());
-    example.wait_for_line(
-        Duration::from_secs(5),
-        "totals with icmp>=2 and tcp>=1",
-        |l| last_totals(&format!("{l}\n")).is_some_and(|[icmp, tcp, ..]| icmp >= 2 && tcp >= 1),
-    );
+    example.wait_for_line(Duration::from_secs(5), "totals with icmp>=2 and tcp>=1", |l| {
+        last_totals(&format!("{l}\n")).is_some_and(|[icmp, tcp, ..]| icmp >= 2 && tcp >= 1)
+    });
     let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
     let seen = end
         .stdout
@@ -52,35 +43,15 @@ fn drop_pings_stops_pings_but_not_tcp() {
     let tcp = echo_server(server);
     let mut example = run_in(server, "xdp", &[server.iface, "--drop-pings"]);
     example.wait_attached();
-    assert_eq!(
-        ping(client, server.ipv4, 2),
-        0,
-        "IPv4 pings must be dropped"
-    );
-    assert_eq!(
-        ping(client, server.ipv6, 2),
-        0,
-        "IPv6 pings must be dropped"
-    );
+    assert_eq!(ping(client, server.ipv4, 2), 0, "IPv4 pings must be dropped");
+    assert_eq!(ping(client, server.ipv6, 2), 0, "IPv6 pings must be dropped");
     assert_eq!(
         tcp_exchange(client, tcp, b"hi").as_deref(),
         Some(&b"hi"[..]),
         "TCP must still get through"
     );
     let end = example.stop(Signal::SIGTERM, Duration::from_secs(2));
-    assert_eq!(
-        end.stdout
-            .lines()
-            .filter(|l| l.contains(" dropped "))
-            .count(),
-        4,
-        "{}",
-        end.stdout
-    );
+    assert_eq!(end.stdout.lines().filter(|l| l.contains(" dropped ")).count(), 4, "{}", end.stdout);
     assert_eq!(xdp_on(server), None);
-    assert_eq!(
-        ping(client, server.ipv4, 1),
-        1,
-        "pings work again after exit"
-    );
+    assert_eq!(ping(client, server.ipv4, 1), 1, "pings work again after exit");
 }

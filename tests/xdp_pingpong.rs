@@ -18,11 +18,7 @@ fn answers_pings_over_ipv4_and_ipv6_instead_of_the_kernel() {
         0,
         "the kernel still answers: the test would prove nothing"
     );
-    assert_eq!(
-        ping(client, server.ipv6, 1),
-        0,
-        "the kernel still answers over IPv6"
-    );
+    assert_eq!(ping(client, server.ipv6, 1), 0, "the kernel still answers over IPv6");
 
     let mut example = run_in(server, "xdp_pingpong", &[server.iface]);
     example.wait_attached();
@@ -32,25 +28,15 @@ fn answers_pings_over_ipv4_and_ipv6_instead_of_the_kernel() {
     let ids = bpf_prog_ids(example.pid());
     let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");
-    let answered: Vec<&str> = end
-        .stdout
-        .lines()
-        .filter(|l| l.contains(" answered "))
-        .collect();
+    let answered: Vec<&str> = end.stdout.lines().filter(|l| l.contains(" answered ")).collect();
     assert_eq!(
-        answered
-            .iter()
-            .filter(|l| l.contains(&format!(" {} ", server.ipv4)))
-            .count(),
+        answered.iter().filter(|l| l.contains(&format!(" {} ", server.ipv4))).count(),
         5,
         "{}",
         end.stdout
     );
     assert_eq!(
-        answered
-            .iter()
-            .filter(|l| l.contains(&format!(" {} ", server.ipv6)))
-            .count(),
+        answered.iter().filter(|l| l.contains(&format!(" {} ", server.ipv6))).count(),
         5,
         "{}",
         end.stdout
@@ -59,11 +45,7 @@ fn answers_pings_over_ipv4_and_ipv6_instead_of_the_kernel() {
 
     assert_eq!(xdp_on(server), None, "XDP program left on {}", server.iface);
     assert_unloaded(&ids);
-    assert_eq!(
-        ping(client, server.ipv4, 1),
-        0,
-        "pings answered after the example exited"
-    );
+    assert_eq!(ping(client, server.ipv4, 1), 0, "pings answered after the example exited");
 }
 
 #[test]
@@ -77,9 +59,7 @@ fn sigkill_leaves_nothing_attached() {
     assert_eq!(ping(client, server.ipv4, 1), 1);
     example.stop(Signal::SIGKILL, Duration::from_secs(2));
     // The bpf_link dies with the process's last file descriptor.
-    eventually("XDP program gone after SIGKILL", || {
-        xdp_on(server).is_none()
-    });
+    eventually("XDP program gone after SIGKILL", || xdp_on(server).is_none());
     assert_eq!(ping(client, server.ipv4, 1), 0);
 }
 
@@ -91,17 +71,12 @@ fn an_interface_with_xdp_already_is_refused_unless_replace() {
     let end = run_in(client, "xdp_pingpong", &[client.iface]).wait(Duration::from_secs(20));
     assert!(!end.status.success());
     assert!(
-        end.stderr
-            .contains(&format!("already has an XDP program (id {existing})")),
+        end.stderr.contains(&format!("already has an XDP program (id {existing})")),
         "{}",
         end.stderr
     );
     assert!(end.stderr.contains("--replace"), "{}", end.stderr);
-    assert_eq!(
-        xdp_on(client),
-        Some(existing),
-        "the refused run must leave the old program"
-    );
+    assert_eq!(xdp_on(client), Some(existing), "the refused run must leave the old program");
 
     let mut example = run_in(client, "xdp_pingpong", &[client.iface, "--replace"]);
     example.wait_attached();

@@ -42,17 +42,10 @@ fn assert_passed_unchanged(frame: &[u8], what: &str) {
 fn echo_requests_become_exact_replies() {
     for v6 in [false, true] {
         for vlan in [None, Some(42)] {
-            let ping = Ping {
-                vlan,
-                ..Ping::new(v6)
-            };
+            let ping = Ping { vlan, ..Ping::new(v6) };
             let run = pingpong(&ping.request());
             assert_eq!(run.action, XDP_TX, "v6={v6} vlan={vlan:?}");
-            assert_eq!(
-                run.frame,
-                ping.expected_reply(),
-                "v6={v6} vlan={vlan:?}: reply bytes"
-            );
+            assert_eq!(run.frame, ping.expected_reply(), "v6={v6} vlan={vlan:?}: reply bytes");
         }
     }
 }
@@ -60,26 +53,14 @@ fn echo_requests_become_exact_replies() {
 #[test]
 fn odd_payloads_and_ids_keep_checksums_right() {
     // Odd lengths and ids whose checksum words carry: where incremental updates go wrong.
-    for (len, id, seq) in [
-        (0usize, 0u16, 1u16),
-        (1, 0xffff, 0xffff),
-        (7, 0x0800, 1),
-        (1400, 0xfff7, 0x8000),
-    ] {
+    for (len, id, seq) in
+        [(0usize, 0u16, 1u16), (1, 0xffff, 0xffff), (7, 0x0800, 1), (1400, 0xfff7, 0x8000)]
+    {
         for v6 in [false, true] {
-            let ping = Ping {
-                data: vec![0xff; len],
-                id,
-                seq,
-                ..Ping::new(v6)
-            };
+            let ping = Ping { data: vec![0xff; len], id, seq, ..Ping::new(v6) };
             let run = pingpong(&ping.request());
             assert_eq!(run.action, XDP_TX);
-            assert_eq!(
-                run.frame,
-                ping.expected_reply(),
-                "v6={v6} len={len} id={id:#x}"
-            );
+            assert_eq!(run.frame, ping.expected_reply(), "v6={v6} len={len} id={id:#x}");
         }
     }
 }
@@ -89,21 +70,11 @@ fn the_one_ambiguous_checksum_is_left_to_the_kernel() {
     // An all-zero echo (id 0, seq 0, no payload): its reply must carry checksum 0xFFFF,
     // but an incremental update yields 0x0000 (RFC 1624 section 3). The program
     // passes it to the kernel instead of answering wrongly.
-    let ping = Ping {
-        data: vec![],
-        id: 0,
-        seq: 0,
-        ..Ping::new(false)
-    };
+    let ping = Ping { data: vec![], id: 0, seq: 0, ..Ping::new(false) };
     assert_eq!(&ping.expected_reply()[36..38], &[0xff, 0xff]);
     assert_passed_unchanged(&ping.request(), "all-zero echo");
     // The same with a payload is answered, and right.
-    let ping = Ping {
-        data: vec![0, 1],
-        id: 0,
-        seq: 0,
-        ..Ping::new(false)
-    };
+    let ping = Ping { data: vec![0, 1], id: 0, seq: 0, ..Ping::new(false) };
     assert_eq!(pingpong(&ping.request()).frame, ping.expected_reply());
 }
 
@@ -142,53 +113,19 @@ fn frames_we_must_not_answer_pass_unchanged() {
         ("echo reply", reply),
         (
             "IPv4 with options",
-            Ping {
-                ipv4: Ipv4Opts {
-                    options: vec![1, 1, 1, 0],
-                    frag: 0,
-                },
-                ..Ping::new(false)
-            }
-            .request(),
+            Ping { ipv4: Ipv4Opts { options: vec![1, 1, 1, 0], frag: 0 }, ..Ping::new(false) }
+                .request(),
         ),
         (
             "first fragment",
-            Ping {
-                ipv4: Ipv4Opts {
-                    options: vec![],
-                    frag: 0x2000,
-                },
-                ..Ping::new(false)
-            }
-            .request(),
+            Ping { ipv4: Ipv4Opts { options: vec![], frag: 0x2000 }, ..Ping::new(false) }.request(),
         ),
         (
             "later fragment",
-            Ping {
-                ipv4: Ipv4Opts {
-                    options: vec![],
-                    frag: 0x0010,
-                },
-                ..Ping::new(false)
-            }
-            .request(),
+            Ping { ipv4: Ipv4Opts { options: vec![], frag: 0x0010 }, ..Ping::new(false) }.request(),
         ),
-        (
-            "broadcast",
-            Ping {
-                dst_mac: BROADCAST_MAC,
-                ..Ping::new(false)
-            }
-            .request(),
-        ),
-        (
-            "multicast v6",
-            Ping {
-                dst_mac: [0x33, 0x33, 0, 0, 0, 1],
-                ..Ping::new(true)
-            }
-            .request(),
-        ),
+        ("broadcast", Ping { dst_mac: BROADCAST_MAC, ..Ping::new(false) }.request()),
+        ("multicast v6", Ping { dst_mac: [0x33, 0x33, 0, 0, 0, 1], ..Ping::new(true) }.request()),
         (
             "TCP",
             ethernet(
@@ -196,13 +133,7 @@ fn frames_we_must_not_answer_pass_unchanged() {
                 CLIENT_MAC,
                 None,
                 ETH_P_IP,
-                &ipv4(
-                    CLIENT_V4,
-                    SERVER_V4,
-                    IPPROTO_TCP,
-                    &Ipv4Opts::default(),
-                    &tcp_syn(1234, 80),
-                ),
+                &ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, &Ipv4Opts::default(), &tcp_syn(1234, 80)),
             ),
         ),
         (
@@ -221,10 +152,7 @@ fn frames_we_must_not_answer_pass_unchanged() {
                 ),
             ),
         ),
-        (
-            "ARP",
-            ethernet(BROADCAST_MAC, CLIENT_MAC, None, 0x0806, &[0; 28]),
-        ),
+        ("ARP", ethernet(BROADCAST_MAC, CLIENT_MAC, None, 0x0806, &[0; 28])),
     ];
     for (what, frame) in cases {
         assert_passed_unchanged(&frame, what);
@@ -239,13 +167,7 @@ fn xdp_inspect_passes_everything_unless_told_to_drop_pings() {
         CLIENT_MAC,
         None,
         ETH_P_IP,
-        &ipv4(
-            CLIENT_V4,
-            SERVER_V4,
-            IPPROTO_TCP,
-            &Ipv4Opts::default(),
-            &tcp_syn(1, 2),
-        ),
+        &ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, &Ipv4Opts::default(), &tcp_syn(1, 2)),
     );
     for drop_pings in [false, true] {
         let mut storage = MaybeUninit::uninit();
@@ -263,9 +185,6 @@ fn xdp_inspect_passes_everything_unless_told_to_drop_pings() {
             let run = test_run(&skel.progs.xdp_inspect, &Ping::new(v6).request(), 1).unwrap();
             assert_eq!(run.action, if drop_pings { XDP_DROP } else { XDP_PASS });
         }
-        assert_eq!(
-            test_run(&skel.progs.xdp_inspect, &tcp, 1).unwrap().action,
-            XDP_PASS
-        );
+        assert_eq!(test_run(&skel.progs.xdp_inspect, &tcp, 1).unwrap().action, XDP_PASS);
     }
 }

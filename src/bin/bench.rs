@@ -23,10 +23,7 @@ const EXECS: u32 = 10_000;
 
 fn main() -> Result<()> {
     ebpf_workshop::preflight::check(ebpf_workshop::preflight::Needs::Tracing)?;
-    let examples = std::env::current_exe()?
-        .parent()
-        .context("bin dir")?
-        .join("examples");
+    let examples = std::env::current_exe()?.parent().context("bin dir")?.join("examples");
     if !examples.join("xdp_pingpong").exists() {
         bail!(
             "{} has no examples: run `cargo build --release --examples` (or `make bench`)",
@@ -99,22 +96,15 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
             c"floor_xdp",
         )?;
         let tc_floor = return_only_program(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, 0, c"floor_tc")?;
-        let floors = [
-            ("xdp", cost(&xdp_floor, &tcp)?),
-            ("tc", cost(&tc_floor, &tcp)?),
-        ];
+        let floors = [("xdp", cost(&xdp_floor, &tcp)?), ("tc", cost(&tc_floor, &tcp)?)];
         let mut s1 = std::mem::MaybeUninit::uninit();
-        let xdp = ebpf_workshop::skel::xdp::XdpSkelBuilder::default()
-            .open(&mut s1)?
-            .load()?;
+        let xdp = ebpf_workshop::skel::xdp::XdpSkelBuilder::default().open(&mut s1)?.load()?;
         let mut s2 = std::mem::MaybeUninit::uninit();
         let xpp = ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder::default()
             .open(&mut s2)?
             .load()?;
         let mut s3 = std::mem::MaybeUninit::uninit();
-        let tc = ebpf_workshop::skel::tc::TcSkelBuilder::default()
-            .open(&mut s3)?
-            .load()?;
+        let tc = ebpf_workshop::skel::tc::TcSkelBuilder::default().open(&mut s3)?.load()?;
         let mut s4 = std::mem::MaybeUninit::uninit();
         let tpp = ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder::default()
             .open(&mut s4)?
@@ -142,11 +132,7 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
                 "TCP (passed)"
             };
             let (single, repeated) = cost(prog, frame)?;
-            let floor = floors
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map(|(_, f)| *f)
-                .unwrap();
+            let floor = floors.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f).unwrap();
             // Compare like with like: single runs with single runs.
             let (shown, ratio) = if repeat_valid {
                 (format!("{repeated:.0}"), repeated / floor.1)
@@ -154,14 +140,8 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
                 ("n/a (rewrites the frame)".to_string(), single / floor.0)
             };
             println!("| {name} | {path} | {single:.0} | {shown} | {ratio:.1}x |");
-            let key = format!(
-                "cost_{name}_{}_ns",
-                if path == "echo request" {
-                    "echo"
-                } else {
-                    "tcp"
-                }
-            );
+            let key =
+                format!("cost_{name}_{}_ns", if path == "echo request" { "echo" } else { "tcp" });
             record(json, &key, if repeat_valid { repeated } else { single });
         }
         Ok(())
@@ -237,11 +217,7 @@ fn stop(child: Option<Child>) -> Result<()> {
 fn busy_ticks() -> Result<u64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let cpu = stat.lines().next().context("/proc/stat")?;
-    let n: Vec<u64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let n: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal ...
     Ok(n[0] + n[1] + n[2] + n[5] + n[6])
 }
@@ -260,10 +236,8 @@ fn ping_three_ways(
     for mode in modes {
         let child = answerer(mode, server, examples)?;
         let (before, start) = (busy_ticks()?, Instant::now());
-        let out = client
-            .cmd("ping")
-            .args(["-f", "-q", "-c", &FLOOD.to_string(), &target])
-            .output()?;
+        let out =
+            client.cmd("ping").args(["-f", "-q", "-c", &FLOOD.to_string(), &target]).output()?;
         let (elapsed, busy) = (start.elapsed(), busy_ticks()? - before);
         let text = String::from_utf8_lossy(&out.stdout);
         let received: f64 = text
@@ -277,25 +251,11 @@ fn ping_three_ways(
         // Latency: paced pings, each RTT printed by ping itself.
         let out = client
             .cmd("ping")
-            .args([
-                "-i",
-                "0.001",
-                "-c",
-                &LATENCY_PINGS.to_string(),
-                "-n",
-                &target,
-            ])
+            .args(["-i", "0.001", "-c", &LATENCY_PINGS.to_string(), "-n", &target])
             .output()?;
         let mut rtts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| {
-                l.split("time=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<f64>()
-                    .ok()
-            })
+            .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse::<f64>().ok())
             .map(|ms| ms * 1000.0)
             .collect();
         rtts.sort_by(f64::total_cmp);
@@ -372,11 +332,7 @@ fn net_events_per_ping(
             mode.name(),
             per_ping / kernel.max(f64::MIN_POSITIVE)
         );
-        record(
-            json,
-            &format!("net_events_per_ping_{}", mode.name()),
-            per_ping,
-        );
+        record(json, &format!("net_events_per_ping_{}", mode.name()), per_ping);
     }
     server.kernel_echo_reply(true)?;
     Ok(())
@@ -442,17 +398,9 @@ fn startup(lab: &Lab, examples: &std::path::Path, json: &mut Vec<String>) -> Res
         }
         samples.sort();
         let (t, rss) = samples[1];
-        println!(
-            "| {name} | {:.1} | {:.1} |",
-            t.as_secs_f64() * 1e3,
-            rss as f64 / 1024.0
-        );
+        println!("| {name} | {:.1} | {:.1} |", t.as_secs_f64() * 1e3, rss as f64 / 1024.0);
         record(json, &format!("startup_{name}_ms"), t.as_secs_f64() * 1e3);
-        record(
-            json,
-            &format!("startup_{name}_rss_mib"),
-            rss as f64 / 1024.0,
-        );
+        record(json, &format!("startup_{name}_rss_mib"), rss as f64 / 1024.0);
     }
     println!("\nFor scale: a BCC/Python loader of a one-line tracepoint program takes about");
     println!("0.5 s and 128 MB on this kind of machine (figure from the benchmark issue, not");
@@ -477,14 +425,8 @@ fn burst(n: u32) {
 
 /// hello's exit summary: (events seen, events lost).
 fn hello_summary(stderr: &str) -> Result<(f64, f64)> {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("execs seen"))
-        .context("hello summary")?;
-    let n: Vec<f64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let line = stderr.lines().find(|l| l.contains("execs seen")).context("hello summary")?;
+    let n: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     Ok((n[0], n[1]))
 }
 
@@ -517,11 +459,7 @@ fn event_delivery(examples: &std::path::Path, json: &mut Vec<String>) -> Result<
         let (_, usage) = wait4(child)?;
         let (seen, lost) = hello_summary(&rest)?;
         let cpu_us = (tv_us(usage.ru_utime) + tv_us(usage.ru_stime)) / seen.max(1.0);
-        let reader = if paused {
-            "paused during the burst"
-        } else {
-            "running"
-        };
+        let reader = if paused { "paused during the burst" } else { "running" };
         println!("| {reader} | {EXECS} | {seen:.0} | {lost:.0} | {cpu_us:.1} |");
         let key = if paused { "paused" } else { "running" };
         record(json, &format!("hello_{key}_events"), seen);

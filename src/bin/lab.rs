@@ -34,14 +34,8 @@ fn main() -> Result<()> {
             let lab = Lab::up(&args.name)?;
             let (c, s) = (&lab.client, &lab.server);
             println!("lab {} is up:", lab.name);
-            println!(
-                "  client: namespace {:<16} {} {} {}",
-                c.ns, c.iface, c.ipv4, c.ipv6
-            );
-            println!(
-                "  server: namespace {:<16} {} {} {}",
-                s.ns, s.iface, s.ipv4, s.ipv6
-            );
+            println!("  client: namespace {:<16} {} {} {}", c.ns, c.iface, c.ipv4, c.ipv6);
+            println!("  server: namespace {:<16} {} {} {}", s.ns, s.iface, s.ipv4, s.ipv6);
             println!(
                 "  ({} carries an XDP pass program: veth needs one on the peer for XDP_TX)",
                 c.iface

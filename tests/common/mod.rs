@@ -49,12 +49,7 @@ pub fn spawn(mut cmd: Command) -> Running {
         collect(child.stdout.take().unwrap(), stdout.clone()),
         collect(child.stderr.take().unwrap(), stderr.clone()),
     ];
-    Running {
-        child: Some(child),
-        stdout,
-        stderr,
-        readers,
-    }
+    Running { child: Some(child), stdout, stderr, readers }
 }
 
 /// Start example `name` with `args`.
@@ -129,6 +124,18 @@ impl Running {
         self.wait(timeout)
     }
 
+    /// The exit, if the process ends within `timeout` on its own; None if it runs on.
+    pub fn wait_for_exit_or(&mut self, timeout: Duration) -> Option<Finished> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return Some(self.wait(Duration::from_secs(1)));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// Wait for the process to exit on its own.
     pub fn wait(&mut self, timeout: Duration) -> Finished {
         let started = Instant::now();
@@ -147,12 +154,7 @@ impl Running {
             r.join().unwrap();
         }
         self.child = None;
-        Finished {
-            status,
-            took: started.elapsed(),
-            stdout: self.stdout(),
-            stderr: self.stderr(),
-        }
+        Finished { status, took: started.elapsed(), stdout: self.stdout(), stderr: self.stderr() }
     }
 }
 
@@ -214,18 +216,13 @@ pub fn prog_loaded(id: u32) -> bool {
 /// Assert that none of `ids` is loaded any more (the kernel frees programs shortly
 /// after the last reference goes, so allow it a moment).
 pub fn assert_unloaded(ids: &[u32]) {
-    assert!(
-        !ids.is_empty(),
-        "the example held no BPF programs: nothing was checked"
-    );
+    assert!(!ids.is_empty(), "the example held no BPF programs: nothing was checked");
     let deadline = Instant::now() + Duration::from_secs(3);
     while ids.iter().any(|&id| prog_loaded(id)) {
         assert!(
             Instant::now() < deadline,
             "BPF programs still loaded: {:?}",
-            ids.iter()
-                .filter(|&&id| prog_loaded(id))
-                .collect::<Vec<_>>()
+            ids.iter().filter(|&&id| prog_loaded(id)).collect::<Vec<_>>()
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -235,11 +232,7 @@ pub fn assert_unloaded(ids: &[u32]) {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100000,
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}{}x{}", std::process::id() % 100000, N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// The command line that runs `path` as user "nobody" with no capabilities.
@@ -269,30 +262,15 @@ pub fn lab() -> Lab {
 pub fn ping(from: &Host, to: impl std::fmt::Display, count: u32) -> u32 {
     let out = from
         .cmd("ping")
-        .args([
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "-n",
-            &to.to_string(),
-        ])
+        .args(["-c", &count.to_string(), "-i", "0.2", "-W", "1", "-n", &to.to_string()])
         .output()
         .expect("running ping (iputils-ping: `make deps`)");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| {
-            l.split(", ")
-                .find_map(|part| part.strip_suffix(" received"))
-        })
+        .find_map(|l| l.split(", ").find_map(|part| part.strip_suffix(" received")))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| {
-            panic!(
-                "unexpected ping output:\n{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
+            panic!("unexpected ping output:\n{text}{}", String::from_utf8_lossy(&out.stderr))
         })
 }
 

@@ -1,0 +1,56 @@
+/* Exercise solution: xdp_pingpong for one address only.
+ *
+ * Same rewrite as xdp_pingpong.bpf.c (swap MACs, swap IPs, echo request -> echo
+ * reply, fix the checksum, XDP_TX), but only for IPv4 pings sent to `only_addr`.
+ * Pings to any other address, and IPv6 pings, go to the kernel (XDP_PASS), which
+ * answers them itself or not, as its settings say.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "events.h"
+#include "packet.h"
+#include "csum.h"
+#include "echo.h"
+#include "pingpong.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by user space before load (--only): the IPv4 address to answer for, in
+ * network byte order, exactly as it sits in iphdr.daddr, so one compare does. */
+const volatile __u32 only_addr = 0;
+
+/* Change the ICMP type and fix the checksum for the one 16-bit word that changed
+ * (type and code share it); see csum.h for why that is exact. */
+static __always_inline void set_icmp_type(__u8 *type, __sum16 *csum, __u8 new_type) {
+    __u16 old_word = *(__u16 *)type;
+    *type = new_type;
+    csum_replace2(csum, old_word, *(__u16 *)type);
+}
+
+SEC("xdp")
+int xdp_pingpong_one(struct xdp_md *ctx) {
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct pingpong_counts *n = pingpong_counts();
+    if (!n)
+        return XDP_PASS;
+
+    struct packet p;
+    /* The one new check is the last: a ping we could answer, but to an address
+     * that is not ours to answer for, goes to the kernel untouched. */
+    if (!parse_packet(&p, data, data_end) || !is_echo_request(&p) ||
+        !echo_answerable(&p) || !p.ip || p.ip->daddr != only_addr) {
+        n->passed++;
+        return XDP_PASS;
+    }
+    report_echo(ctx->ingress_ifindex, &p, ECHO_ANSWERED);
+
+    swap_bytes(p.eth->h_source, p.eth->h_dest, ETH_ALEN);
+    /* Swapping the addresses only reorders the words of the IPv4 header checksum:
+     * it stays valid. */
+    swap_bytes(&p.ip->saddr, &p.ip->daddr, sizeof(p.ip->saddr));
+    set_icmp_type(&p.icmp->type, &p.icmp->checksum, ICMP_ECHOREPLY);
+    n->replied++;
+    return XDP_TX; /* back out of the interface it came in on */
+}
