@@ -20,14 +20,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * network byte order, exactly as it sits in iphdr.daddr, so one compare does. */
 const volatile __u32 only_addr = 0;
 
-/* Change the ICMP type and fix the checksum for the one 16-bit word that changed
- * (type and code share it); see csum.h for why that is exact. */
-static __always_inline void set_icmp_type(__u8 *type, __sum16 *csum, __u8 new_type) {
-    __u16 old_word = *(__u16 *)type;
-    *type = new_type;
-    csum_replace2(csum, old_word, *(__u16 *)type);
-}
-
 SEC("xdp")
 int xdp_pingpong_one(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
@@ -50,7 +42,7 @@ int xdp_pingpong_one(struct xdp_md *ctx) {
     /* Swapping the addresses only reorders the words of the IPv4 header checksum:
      * it stays valid. */
     swap_bytes(&p.ip->saddr, &p.ip->daddr, sizeof(p.ip->saddr));
-    set_icmp_type(&p.icmp->type, &p.icmp->checksum, ICMP_ECHOREPLY);
+    icmp_set_type(&p.icmp->type, &p.icmp->checksum, ICMP_ECHOREPLY);
     n->replied++;
     return XDP_TX; /* back out of the interface it came in on */
 }

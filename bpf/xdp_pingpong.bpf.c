@@ -20,14 +20,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Change the ICMP type in place and update the checksum for the one 16-bit word
- * that changed (type and code share it). See csum.h for why this is exact. */
-static __always_inline void set_icmp_type(__u8 *type, __sum16 *csum, __u8 new_type) {
-    __u16 old_word = *(__u16 *)type;
-    *type = new_type;
-    csum_replace2(csum, old_word, *(__u16 *)type);
-}
-
 SEC("xdp")
 int xdp_pingpong(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
@@ -51,12 +43,12 @@ int xdp_pingpong(struct xdp_md *ctx) {
         /* The IPv4 header checksum is a sum of its 16-bit words; swapping two
          * addresses only reorders them, so it stays valid. */
         swap_bytes(&p.ip->saddr, &p.ip->daddr, sizeof(p.ip->saddr));
-        set_icmp_type(&p.icmp->type, &p.icmp->checksum, ICMP_ECHOREPLY);
+        icmp_set_type(&p.icmp->type, &p.icmp->checksum, ICMP_ECHOREPLY);
     } else if (p.ip6 && p.icmp6) {
         /* The ICMPv6 checksum also covers a pseudo-header with both addresses;
          * swapping them leaves that sum unchanged too. */
         swap_bytes(&p.ip6->saddr, &p.ip6->daddr, sizeof(p.ip6->saddr));
-        set_icmp_type(&p.icmp6->icmp6_type, &p.icmp6->icmp6_cksum, ICMPV6_ECHO_REPLY);
+        icmp_set_type(&p.icmp6->icmp6_type, &p.icmp6->icmp6_cksum, ICMPV6_ECHO_REPLY);
     }
     n->replied++;
     /* Send the frame back out of the interface it arrived on. On veth, the peer

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{ip, monotonic_ns, seconds, Table};
-use ebpf_workshop::net::{attach_xdp, interface, XdpMode};
+use ebpf_workshop::net::{attach_xdp, interface, XdpOptions};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{install_stop_handler, stop_requested};
 use ebpf_workshop::skel::solution_ping_counter::{types::ping_key, SolutionPingCounterSkelBuilder};
@@ -37,12 +37,8 @@ use libbpf_rs::{MapCore, MapFlags};
 struct Args {
     /// Interface whose incoming pings to count (`ip link` lists them).
     iface: String,
-    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
-    #[arg(long, value_enum, default_value = "auto")]
-    mode: XdpMode,
-    /// Replace an XDP program that is already attached to the interface.
-    #[arg(long)]
-    replace: bool,
+    #[command(flatten)]
+    xdp: XdpOptions,
 }
 
 fn main() -> Result<()> {
@@ -56,11 +52,8 @@ fn main() -> Result<()> {
         .open(&mut storage)
         .context("opening the BPF object")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let link = attach_xdp(&skel.progs.xdp_ping_counter, &iface, args.mode, args.replace)?;
-    eprintln!(
-        "attached: XDP program xdp_ping_counter on {} ({} mode): counting pings",
-        iface.name, link.mode
-    );
+    let _link = attach_xdp(&skel.progs.xdp_ping_counter, &iface, &args.xdp)?;
+    eprintln!("counting pings");
 
     // No ring buffer to wait on: look at the map once a second, until Ctrl-C.
     install_stop_handler();

@@ -23,10 +23,10 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
-use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpMode};
+use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
+use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpOptions};
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::{per_cpu, RingReader};
+use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::solution_pingpong_one_address::SolutionPingpongOneAddressSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
@@ -41,12 +41,8 @@ struct Args {
     /// The IPv4 address whose pings the program answers.
     #[arg(long, value_name = "ADDR")]
     only: Ipv4Addr,
-    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
-    #[arg(long, value_enum, default_value = "auto")]
-    mode: XdpMode,
-    /// Replace an XDP program that is already attached to the interface.
-    #[arg(long)]
-    replace: bool,
+    #[command(flatten)]
+    xdp: XdpOptions,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -75,22 +71,14 @@ fn main() -> Result<()> {
     open.maps.rodata_data.as_mut().context("no read-only data")?.only_addr =
         u32::from_ne_bytes(args.only.octets());
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let link = attach_xdp(&skel.progs.xdp_pingpong_one, &iface, args.mode, args.replace)?;
-    eprintln!(
-        "attached: XDP program xdp_pingpong_one on {} ({} mode): answering pings to {}",
-        iface.name, link.mode, args.only
-    );
+    let _link = attach_xdp(&skel.progs.xdp_pingpong_one, &iface, &args.xdp)?;
+    eprintln!("answering pings to {}", args.only);
 
     let pings = EchoTable::new();
     let summary =
         RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
             .run()?;
-    let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;
-    let replied: u64 = counts.iter().map(|c| c.replied).sum();
-    let passed: u64 = counts.iter().map(|c| c.passed).sum();
-    eprintln!("\npackets: replied {replied}, passed {passed}");
-    summary.print("pings");
-    Ok(())
+    print_pingpong_summary(&skel.maps.counts, &summary)
 }
 
 /// Is `addr` one of `iface`'s addresses?

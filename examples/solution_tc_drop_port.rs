@@ -29,7 +29,7 @@ use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::solution_tc_drop_port::{
     types::drop_event, SolutionTcDropPortSkelBuilder,
 };
-use ebpf_workshop::tc::{cleanup_or_attach, TcApi};
+use ebpf_workshop::tc::{cleanup_or_attach, TcOptions};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 /// SSH: dropping it on the interface you are logged in through locks you out.
@@ -46,12 +46,8 @@ struct Args {
     /// Destination TCP port to drop.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
-    /// How to attach: TCX link (Linux 6.6+) or the classic netlink clsact filter.
-    #[arg(long, value_enum, default_value = "auto")]
-    attach: TcApi,
-    /// Remove the netlink filter that a killed earlier run left, then exit.
-    #[arg(long)]
-    cleanup: bool,
+    #[command(flatten)]
+    tc: TcOptions,
     /// Run even on the interface that carries the default route (with --port 22).
     #[arg(long)]
     force: bool,
@@ -72,9 +68,7 @@ fn main() -> Result<()> {
         .context("opening the BPF object")?;
     open.maps.rodata_data.as_mut().context("no read-only data")?.drop_port = args.port;
     let skel = open.load().context("loading the TC program into the kernel")?;
-    let Some(_attached) =
-        cleanup_or_attach(&skel.progs.tc_drop_port, &iface, args.attach, args.cleanup)?
-    else {
+    let Some(_attached) = cleanup_or_attach(&skel.progs.tc_drop_port, &iface, &args.tc)? else {
         return Ok(());
     };
     eprintln!("dropping incoming TCP to port {}", args.port);

@@ -24,7 +24,7 @@ use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::tc::TcSkelBuilder;
-use ebpf_workshop::tc::{cleanup_or_attach, TcApi};
+use ebpf_workshop::tc::{cleanup_or_attach, TcOptions};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 /// Drop pings (or everything) at TC ingress and report each dropped ping.
@@ -39,12 +39,8 @@ struct Args {
     /// the interface you are logged in through.
     #[arg(long)]
     drop_all: bool,
-    /// How to attach: TCX link (Linux 6.6+) or the classic netlink clsact filter.
-    #[arg(long, value_enum, default_value = "auto")]
-    attach: TcApi,
-    /// Remove the netlink filter that a killed earlier run left, then exit.
-    #[arg(long)]
-    cleanup: bool,
+    #[command(flatten)]
+    tc: TcOptions,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -62,9 +58,7 @@ fn main() -> Result<()> {
     let mut open = TcSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     open.maps.rodata_data.as_mut().context("no read-only data")?.drop_all = args.drop_all;
     let skel = open.load().context("loading the TC program into the kernel")?;
-    let Some(_attached) =
-        cleanup_or_attach(&skel.progs.tc_ingress, &iface, args.attach, args.cleanup)?
-    else {
+    let Some(_attached) = cleanup_or_attach(&skel.progs.tc_ingress, &iface, &args.tc)? else {
         return Ok(());
     };
 

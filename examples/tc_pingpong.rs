@@ -17,12 +17,12 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
+use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
 use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::{per_cpu, RingReader};
+use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder;
-use ebpf_workshop::tc::{cleanup_or_attach, TcApi};
+use ebpf_workshop::tc::{cleanup_or_attach, TcOptions};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 /// Answer pings at TC ingress with bpf_clone_redirect.
@@ -33,12 +33,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
-    /// How to attach: TCX link (Linux 6.6+) or the classic netlink clsact filter.
-    #[arg(long, value_enum, default_value = "auto")]
-    attach: TcApi,
-    /// Remove the netlink filter that a killed earlier run left, then exit.
-    #[arg(long)]
-    cleanup: bool,
+    #[command(flatten)]
+    tc: TcOptions,
     /// No line per ping, only the summary at exit (for floods and benchmarks).
     #[arg(long)]
     quiet: bool,
@@ -57,23 +53,13 @@ fn main() -> Result<()> {
     let open =
         TcPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     let skel = open.load().context("loading the TC program into the kernel")?;
-    let Some(_attached) =
-        cleanup_or_attach(&skel.progs.tc_pingpong, &iface, args.attach, args.cleanup)?
-    else {
+    let Some(_attached) = cleanup_or_attach(&skel.progs.tc_pingpong, &iface, &args.tc)? else {
         return Ok(());
     };
 
-    let pings = EchoTable::new();
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| {
-        if !args.quiet {
-            pings.row(e)
-        }
-    })?
-    .run()?;
-    let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;
-    let replied: u64 = counts.iter().map(|c| c.replied).sum();
-    let passed: u64 = counts.iter().map(|c| c.passed).sum();
-    eprintln!("\npackets: replied {replied}, passed {passed}");
-    summary.print("pings");
-    Ok(())
+    let pings = EchoTable::showing_rows(!args.quiet);
+    let summary =
+        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
+            .run()?;
+    print_pingpong_summary(&skel.maps.counts, &summary)
 }

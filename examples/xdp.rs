@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::{EchoEvent, EchoTable};
-use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpMode};
+use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpOptions};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{per_cpu, RingReader};
 use ebpf_workshop::skel::xdp::{types::proto_counts, XdpSkelBuilder};
@@ -39,12 +39,8 @@ struct Args {
     /// Drop ICMP/ICMPv6 echo requests (XDP_DROP) instead of passing them.
     #[arg(long)]
     drop_pings: bool,
-    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
-    #[arg(long, value_enum, default_value = "auto")]
-    mode: XdpMode,
-    /// Replace an XDP program that is already attached to the interface.
-    #[arg(long)]
-    replace: bool,
+    #[command(flatten)]
+    xdp: XdpOptions,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -66,8 +62,7 @@ fn main() -> Result<()> {
     let skel = open.load().context("loading the XDP program into the kernel")?;
 
     // attach: from now on every frame on the interface runs xdp_inspect.
-    let link = attach_xdp(&skel.progs.xdp_inspect, &iface, args.mode, args.replace)?;
-    eprintln!("attached: XDP program xdp_inspect on {} ({} mode)", iface.name, link.mode);
+    let _link = attach_xdp(&skel.progs.xdp_inspect, &iface, &args.xdp)?;
 
     let pings = EchoTable::new();
     let summary =

@@ -18,10 +18,10 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{EchoEvent, EchoTable, PingpongCounts};
-use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpMode};
+use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
+use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpOptions};
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::{per_cpu, RingReader};
+use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
@@ -33,12 +33,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
-    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
-    #[arg(long, value_enum, default_value = "auto")]
-    mode: XdpMode,
-    /// Replace an XDP program that is already attached to the interface.
-    #[arg(long)]
-    replace: bool,
+    #[command(flatten)]
+    xdp: XdpOptions,
     /// No line per ping, only the summary at exit (for floods and benchmarks).
     #[arg(long)]
     quiet: bool,
@@ -57,23 +53,11 @@ fn main() -> Result<()> {
     let open =
         XdpPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let link = attach_xdp(&skel.progs.xdp_pingpong, &iface, args.mode, args.replace)?;
-    eprintln!(
-        "attached: XDP program xdp_pingpong on {} ({} mode): answering pings",
-        iface.name, link.mode
-    );
+    let _link = attach_xdp(&skel.progs.xdp_pingpong, &iface, &args.xdp)?;
 
-    let pings = EchoTable::new();
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| {
-        if !args.quiet {
-            pings.row(e)
-        }
-    })?
-    .run()?;
-    let counts = per_cpu::<PingpongCounts>(&skel.maps.counts, 0)?;
-    let replied: u64 = counts.iter().map(|c| c.replied).sum();
-    let passed: u64 = counts.iter().map(|c| c.passed).sum();
-    eprintln!("\npackets: replied {replied}, passed {passed}");
-    summary.print("pings");
-    Ok(())
+    let pings = EchoTable::showing_rows(!args.quiet);
+    let summary =
+        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
+            .run()?;
+    print_pingpong_summary(&skel.maps.counts, &summary)
 }

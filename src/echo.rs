@@ -14,13 +14,22 @@ pub type PingpongCounts = crate::skel::xdp_pingpong::types::pingpong_counts;
 
 /// Prints one aligned row per ping, with times relative to its creation.
 pub struct EchoTable {
-    table: Table,
+    /// None with `--quiet`: no header, no rows.
+    table: Option<Table>,
     start_ns: u64,
 }
 
 impl EchoTable {
     /// Print the header row.
     pub fn new() -> Self {
+        Self::showing_rows(true)
+    }
+
+    /// With `show_rows` false (`--quiet`), print nothing: for floods and benchmarks.
+    pub fn showing_rows(show_rows: bool) -> Self {
+        if !show_rows {
+            return EchoTable { table: None, start_ns: monotonic_ns() };
+        }
         let table = Table::new(&[
             ("TIME(s)", 9),
             ("ACTION", 9),
@@ -30,17 +39,18 @@ impl EchoTable {
             ("ID", 6),
             ("SEQ", 0),
         ]);
-        EchoTable { table, start_ns: monotonic_ns() }
+        EchoTable { table: Some(table), start_ns: monotonic_ns() }
     }
 
     /// One ping.
     pub fn row(&self, e: &EchoEvent) {
+        let Some(table) = &self.table else { return };
         let action = match e.action {
             EchoAction::ECHO_DROPPED => "dropped",
             EchoAction::ECHO_ANSWERED => "answered",
             _ => "seen",
         };
-        self.table.row(&[
+        table.row(&[
             self.since_start(e.ts_ns),
             action.to_string(),
             if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
@@ -66,4 +76,18 @@ impl Default for EchoTable {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The pingpong examples' exit lines: what the program answered and passed (its
+/// per-CPU `counts`, added up), then the ring buffer's summary.
+pub fn print_pingpong_summary(
+    counts: &dyn libbpf_rs::MapCore,
+    summary: &crate::ring::Summary,
+) -> anyhow::Result<()> {
+    let counts = crate::ring::per_cpu::<PingpongCounts>(counts, 0)?;
+    let replied: u64 = counts.iter().map(|c| c.replied).sum();
+    let passed: u64 = counts.iter().map(|c| c.passed).sum();
+    eprintln!("\npackets: replied {replied}, passed {passed}");
+    summary.print("pings");
+    Ok(())
 }

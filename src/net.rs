@@ -61,6 +61,17 @@ pub enum XdpMode {
     Generic,
 }
 
+/// The XDP options every XDP example takes (flattened into its own arguments).
+#[derive(Clone, Debug, clap::Args)]
+pub struct XdpOptions {
+    /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: XdpMode,
+    /// Replace an XDP program that is already attached to the interface.
+    #[arg(long)]
+    pub replace: bool,
+}
+
 /// An XDP program attached through a bpf_link: the kernel removes it when the link's
 /// last file descriptor closes, which includes the process being killed.
 pub struct XdpLink {
@@ -69,9 +80,25 @@ pub struct XdpLink {
     pub mode: &'static str,
 }
 
-/// Attach `prog` to `iface`. An interface that already has an XDP program is
-/// refused (with its id and how to remove it) unless `replace`.
+/// Attach `prog` to `iface` as `options` say, and print the one line that says
+/// where and how. An interface that already has an XDP program is refused (with its
+/// id and how to remove it) unless `--replace`.
 pub fn attach_xdp(
+    prog: &libbpf_rs::ProgramMut,
+    iface: &Interface,
+    options: &XdpOptions,
+) -> Result<XdpLink> {
+    let link = attach_xdp_mode(prog, iface, options.mode, options.replace)?;
+    eprintln!(
+        "attached: XDP program {} on {} ({} mode)",
+        prog.name().to_string_lossy(),
+        iface.name,
+        link.mode
+    );
+    Ok(link)
+}
+
+fn attach_xdp_mode(
     prog: &libbpf_rs::ProgramMut,
     iface: &Interface,
     mode: XdpMode,

@@ -30,6 +30,17 @@ pub enum TcApi {
     Netlink,
 }
 
+/// The TC options every TC example takes (flattened into its own arguments).
+#[derive(Clone, Debug, clap::Args)]
+pub struct TcOptions {
+    /// How to attach: TCX link (Linux 6.6+) or the classic netlink clsact filter.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub attach: TcApi,
+    /// Remove the netlink filter that a killed earlier run left, then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
 /// A TC program attached to an interface's ingress; dropping it detaches.
 pub enum TcAttachment {
     Tcx(OwnedFd),
@@ -172,10 +183,9 @@ pub fn cleanup_netlink(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Resul
 pub fn cleanup_or_attach(
     prog: &libbpf_rs::ProgramMut,
     iface: &Interface,
-    api: TcApi,
-    cleanup: bool,
+    options: &TcOptions,
 ) -> Result<Option<TcAttachment>> {
-    if cleanup {
+    if options.cleanup {
         if cleanup_netlink(prog, iface)? {
             println!("removed the TC filter an earlier run left on {}", iface.name);
         } else {
@@ -183,7 +193,7 @@ pub fn cleanup_or_attach(
         }
         return Ok(None);
     }
-    let attachment = attach_tc_ingress(prog, iface, api)?;
+    let attachment = attach_tc_ingress(prog, iface, options.attach)?;
     eprintln!(
         "attached: TC ingress program {} on {} ({})",
         prog.name().to_string_lossy(),

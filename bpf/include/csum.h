@@ -27,3 +27,11 @@ static __always_inline void csum_replace2(__sum16 *sum, __u16 old, __u16 new) {
     s = (s & 0xFFFF) + (s >> 16);
     *sum = ~s;
 }
+
+/* Set the type of an ICMP or ICMPv6 header in place and update its checksum for
+ * the one 16-bit word that changed (type and code share it). */
+static __always_inline void icmp_set_type(__u8 *type, __sum16 *csum, __u8 new_type) {
+    __u16 old_word = *(__u16 *)type;
+    *type = new_type;
+    csum_replace2(csum, old_word, *(__u16 *)type);
+}
