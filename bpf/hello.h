@@ -2,7 +2,7 @@
  * the skeleton's generated `types::exec_event`: this file is its only definition. */
 #pragma once
 
-#define TASK_COMM_LEN 16
+#include "common.h"
 #define FILENAME_LEN 128
 
 struct exec_event {

@@ -15,25 +15,31 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* The tracepoints, in one list. Add one here and everything else follows. */
+/* The tracepoints, in one list, each with where its device is: DEV_OF_SKB when
+ * only the packet is passed (skb->dev is then the device it is queued on or
+ * received by), or the index of the tracepoint's own net_device argument. The
+ * transmit events must use theirs: after veth's transmit, skb->dev already names
+ * the peer that receives it, and at net_dev_xmit the packet may be freed.
+ * Add a line here and everything else follows. */
+#define DEV_OF_SKB -1
 #define NET_EVENTS(X)                                                                    \
-    X(net_dev_queue)                                                                     \
-    X(net_dev_start_xmit)                                                                \
-    X(net_dev_xmit)                                                                      \
-    X(netif_rx)                                                                          \
-    X(netif_rx_entry)                                                                    \
-    X(netif_receive_skb)                                                                 \
-    X(netif_receive_skb_entry)                                                           \
-    X(netif_receive_skb_list_entry)                                                      \
-    X(napi_gro_receive_entry)                                                            \
-    X(napi_gro_frags_entry)
+    X(net_dev_queue, DEV_OF_SKB)                                                         \
+    X(net_dev_start_xmit, 1)                                                             \
+    X(net_dev_xmit, 2)                                                                   \
+    X(netif_rx, DEV_OF_SKB)                                                              \
+    X(netif_rx_entry, DEV_OF_SKB)                                                        \
+    X(netif_receive_skb, DEV_OF_SKB)                                                     \
+    X(netif_receive_skb_entry, DEV_OF_SKB)                                               \
+    X(netif_receive_skb_list_entry, DEV_OF_SKB)                                          \
+    X(napi_gro_receive_entry, DEV_OF_SKB)                                                \
+    X(napi_gro_frags_entry, DEV_OF_SKB)
 
-#define AS_INDEX(name) EV_##name,
+#define AS_INDEX(name, dev_arg) EV_##name,
 enum { NET_EVENTS(AS_INDEX) NUM_EVENTS };
 
 /* The names, in index order, for user space: it attaches program on_<name> to
  * tracepoint net:<name> and reads counts[index]. */
-#define AS_NAME(name) #name,
+#define AS_NAME(name, dev_arg) #name,
 const volatile char event_names[NUM_EVENTS][32] = {NET_EVENTS(AS_NAME)};
 
 /* Filters, set before load: only packets on a device in this network namespace
@@ -48,10 +54,15 @@ struct {
     __type(value, __u64); /* hits */
 } counts SEC(".maps");
 
-static __always_inline int count_event(__u32 index, struct sk_buff *skb) {
+static __always_inline int count_event(__u32 index, struct bpf_raw_tracepoint_args *ctx,
+                                       int dev_arg) {
     if (target_netns || target_ifindex) {
         /* Kernel memory: read it with CO-RE (the offsets differ between kernels). */
-        struct net_device *dev = BPF_CORE_READ(skb, dev);
+        struct net_device *dev;
+        if (dev_arg == DEV_OF_SKB)
+            dev = BPF_CORE_READ((struct sk_buff *)ctx->args[0], dev);
+        else
+            dev = (struct net_device *)ctx->args[dev_arg];
         if (!dev)
             return 0;
         if (target_ifindex && BPF_CORE_READ(dev, ifindex) != target_ifindex)
@@ -65,9 +76,9 @@ static __always_inline int count_event(__u32 index, struct sk_buff *skb) {
     return 0;
 }
 
-#define AS_PROGRAM(name)                                                                 \
+#define AS_PROGRAM(name, dev_arg)                                                        \
     SEC("raw_tracepoint/" #name)                                                         \
     int on_##name(struct bpf_raw_tracepoint_args *ctx) {                                 \
-        return count_event(EV_##name, (struct sk_buff *)ctx->args[0]);                   \
+        return count_event(EV_##name, ctx, dev_arg);                                     \
     }
 NET_EVENTS(AS_PROGRAM)

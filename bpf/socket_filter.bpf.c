@@ -39,11 +39,11 @@ int socket_filter(struct __sk_buff *skb) {
             return NO_COPY;
         if (ip.protocol == IPPROTO_TCP)
             return skb->len; /* the whole packet */
-        if (ip.protocol != IPPROTO_ICMP || ipv4_is_fragment(&ip))
+        if (ip.protocol != IPPROTO_ICMP || ip.ihl < IPV4_MIN_IHL || ipv4_is_fragment(&ip))
             return NO_COPY;
         if (bpf_skb_load_bytes(skb, l3 + ip.ihl * 4, &icmp, sizeof(icmp)))
             return NO_COPY;
-        if (icmp.type == ICMP_ECHO) {
+        if (icmp.type == ICMP_ECHO && icmp.code == 0) {
             p.ip = &ip;
             p.icmp = &icmp;
             report_echo(skb->ifindex, &p, ECHO_SEEN);
@@ -57,7 +57,7 @@ int socket_filter(struct __sk_buff *skb) {
             return NO_COPY;
         if (bpf_skb_load_bytes(skb, l3 + sizeof(ip6), &icmp6, sizeof(icmp6)))
             return NO_COPY;
-        if (icmp6.icmp6_type == ICMPV6_ECHO_REQUEST) {
+        if (icmp6.icmp6_type == ICMPV6_ECHO_REQUEST && icmp6.icmp6_code == 0) {
             p.ip6 = &ip6;
             p.icmp6 = &icmp6;
             report_echo(skb->ifindex, &p, ECHO_SEEN);

@@ -12,12 +12,12 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "common.h"
 #include "events.h"
 #include "solution_connect_latency.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define AF_INET 2
 #define MAX_INFLIGHT 10240 /* handshakes in progress we can time at once */
 
 /* Set by user space before load (--pid): 0 = every process. */
@@ -71,7 +71,7 @@ int connect_latency(struct trace_event_raw_inet_sock_set_state *ctx) {
          * between kernels). On failure the kernel has stored the reason in sk_err. */
         struct sock *sk = (struct sock *)ctx->skaddr;
         struct sock_common *skc = &sk->__sk_common;
-        e->ret = ctx->newstate == TCP_ESTABLISHED ? 0 : -BPF_CORE_READ(sk, sk_err);
+        e->ret = HANDSHAKE_RESULT(ctx->newstate, sk);
         /* The tracepoint hands us the ports (host order) and family itself. Its
          * address arrays we leave alone: clang may turn copies out of the context
          * into pointer arithmetic on it, which the verifier refuses. */

@@ -2,6 +2,8 @@
  * reads it as the skeleton's `types::latency_event`. */
 #pragma once
 
+#include "common.h"
+
 struct latency_event {
     __u64 ts_ns;      /* bpf_ktime_get_ns() when the handshake ended */
     __u64 latency_ns; /* from entering SYN_SENT to leaving it */
@@ -13,5 +15,5 @@ struct latency_event {
     __u16 pad;
     __u8 saddr[16]; /* network byte order; IPv4 uses the first 4 bytes */
     __u8 daddr[16];
-    char comm[TASK_COMM_LEN]; /* TASK_COMM_LEN (16) comes from vmlinux.h */
+    char comm[TASK_COMM_LEN];
 };

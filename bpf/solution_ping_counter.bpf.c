@@ -8,13 +8,12 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "common.h"
 #include "packet.h"
 #include "solution_ping_counter.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define AF_INET 2
-#define AF_INET6 10
 #define MAX_SOURCES 10240 /* distinct pingers we keep a counter for */
 
 struct ping_key _ping_key = {}; /* exports the type to the skeleton */

@@ -8,14 +8,13 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "common.h"
 #include "events.h"
 #include "packet.h"
 #include "solution_tc_drop_port.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define AF_INET 2
-#define AF_INET6 10
 #define TCP_FLAGS_BYTE 13 /* offset of the flags byte (CWR..FIN) in the TCP header */
 
 /* Set by user space before load (--port): destination port, host byte order. */

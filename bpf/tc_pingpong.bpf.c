@@ -19,13 +19,13 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Write the reply's ICMP type at `type_off` and fix the checksum at `csum_off`
- * for the one 16-bit word (type and code) that changed. */
+ * for the one 16-bit word (type and code) that changed. bpf_l4_csum_replace() is
+ * told the old and new word; it does not read the packet. */
 static __always_inline int set_icmp_type(struct __sk_buff *skb, __u32 type_off,
                                          __u32 csum_off, __u8 old_type, __u8 new_type) {
     __u8 code = 0; /* echo requests and replies both have code 0 */
-    __u16 old_word = ((__u16)old_type << 8 | code);
-    __u16 new_word = ((__u16)new_type << 8 | code);
-    /* The checksum update first, while the old type is still in the packet. */
+    __u16 old_word = (__u16)old_type << 8 | code;
+    __u16 new_word = (__u16)new_type << 8 | code;
     if (bpf_l4_csum_replace(skb, csum_off, bpf_htons(old_word), bpf_htons(new_word),
                             sizeof(__u16)))
         return -1;
@@ -46,7 +46,10 @@ int tc_pingpong(struct __sk_buff *skb) {
         n->passed++;
         return TC_ACT_OK;
     }
-    report_echo(skb->ifindex, &p, ECHO_ANSWERED);
+    /* Note the ping now (the rewrite invalidates the header pointers); send the
+     * report once we know whether the answer went out. */
+    struct echo_event report;
+    fill_echo(&report, skb->ifindex, &p, ECHO_ANSWERED);
 
     /* Swapping addresses keeps every checksum valid: the IPv4 header checksum and
      * the ICMPv6 pseudo-header sum both just add the two addresses. Changing the
@@ -66,11 +69,16 @@ int tc_pingpong(struct __sk_buff *skb) {
     } else {
         return TC_ACT_OK;
     }
-    if (err)
-        return TC_ACT_SHOT; /* half rewritten: neither answer nor pass it */
-
     /* A copy goes out of the interface it came in on (flags 0 = egress)... */
-    bpf_clone_redirect(skb, skb->ifindex, 0);
+    if (!err)
+        err = bpf_clone_redirect(skb, skb->ifindex, 0);
+    if (err) {
+        /* Half rewritten, or not sent: neither answer nor pass it. */
+        report.action = ECHO_DROPPED;
+        submit_echo(&report);
+        return TC_ACT_SHOT;
+    }
+    submit_echo(&report);
     n->replied++;
     /* ...and the original request ends here. */
     return TC_ACT_SHOT;

@@ -14,13 +14,11 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include "common.h"
 #include "events.h"
 #include "tcpconnect.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-#define AF_INET 2
-#define AF_INET6 10
 
 /* Filters, set by user space before load (--pid, --port). `const volatile` puts
  * them in read-only data that the verifier sees as constants: with a filter off,
@@ -120,13 +118,13 @@ int connect_state(struct trace_event_raw_inet_sock_set_state *ctx) {
         return 0;
     }
     /* SYN_SENT -> anything: the handshake is over. ESTABLISHED means it worked;
-     * otherwise the kernel has stored the reason in sk_err (ECONNREFUSED...). */
+     * otherwise the reason (see HANDSHAKE_RESULT in common.h). */
     if (ctx->oldstate != TCP_SYN_SENT)
         return 0;
     struct pending *p = bpf_map_lookup_elem(&inflight, &key);
     if (!p)
         return 0;
-    int ret = ctx->newstate == TCP_ESTABLISHED ? 0 : -BPF_CORE_READ(sk, sk_err);
+    int ret = HANDSHAKE_RESULT(ctx->newstate, sk);
     report(p, ret);
     bpf_map_delete_elem(&inflight, &key);
     return 0;

@@ -1,7 +1,7 @@
 /* The record tcpconnect.bpf.c sends for every outgoing TCP connection. */
 #pragma once
 
-#define TASK_COMM_LEN 16
+#include "common.h"
 
 struct connect_event {
     __u64 ts_ns; /* bpf_ktime_get_ns() */

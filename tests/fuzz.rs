@@ -248,7 +248,9 @@ mod model {
     /// echo_answerable() for an echo request: unicast destination MAC; IPv4 with
     /// no options, not a fragment (MF or offset), not the one ambiguous request
     /// (id 0, sequence 0, checksum 0xF7FF); IPv6 to a non-multicast address; and
-    /// the whole packet, as its IP length field claims it, inside the frame.
+    /// the whole packet, as its IP length field claims it, inside the frame; and
+    /// that length at least the headers the reply is made of (IPv4 header + 8 bytes
+    /// of ICMP; 8 bytes of ICMPv6 payload).
     pub fn echo_answerable(f: &[u8], p: &Parsed) -> bool {
         if f[0] & 1 != 0 {
             return false; // broadcast or multicast MAC
@@ -259,9 +261,10 @@ mod model {
                 let fragment = be16(f, p.l3 + 6) & 0x3FFF != 0;
                 let ambiguous =
                     be16(f, p.l4 + 4) == 0 && be16(f, p.l4 + 6) == 0 && be16(f, p.l4 + 2) == 0xF7FF;
-                ihl == 5 && !fragment && !ambiguous && declared_end(f, p) <= f.len()
+                let long_enough = be16(f, p.l3 + 2) >= 20 + 8;
+                ihl == 5 && !fragment && !ambiguous && long_enough && declared_end(f, p) <= f.len()
             }
-            Net::V6 => f[p.l3 + 24] != 0xFF && declared_end(f, p) <= f.len(),
+            Net::V6 => f[p.l3 + 24] != 0xFF && be16(f, p.l3 + 4) >= 8 && declared_end(f, p) <= f.len(),
             Net::Other => false,
         }
     }

@@ -3,6 +3,8 @@
  * the skeleton's `types::echo_event`. Include after events.h and packet.h. */
 #pragma once
 
+#include "common.h"
+
 /* What the program did with the ping. An enum (not #defines) so that it reaches
  * the skeleton: Rust gets the same names. */
 enum echo_action {
@@ -25,15 +27,11 @@ struct echo_event {
 
 struct echo_event _echo_event = {}; /* exports the type to the skeleton */
 
-#define AF_INET 2
-#define AF_INET6 10
-
-/* Report a ping that is_echo_request() accepted; call before any rewrite. */
-static __always_inline void report_echo(__u32 ifindex, const struct packet *p,
-                                        enum echo_action action) {
-    struct echo_event *e = reserve_event(sizeof(*e));
-    if (!e)
-        return;
+/* Fill `e` from the headers of a ping that is_echo_request() accepted. Call it
+ * before any rewrite: it reads the request's addresses. */
+static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
+                                      const struct packet *p, enum echo_action action) {
+    __builtin_memset(e, 0, sizeof(*e));
     e->ts_ns = bpf_ktime_get_ns();
     e->ifindex = ifindex;
     e->action = action;
@@ -50,5 +48,21 @@ static __always_inline void report_echo(__u32 ifindex, const struct packet *p,
         __builtin_memcpy(e->saddr, &p->ip6->saddr, 16);
         __builtin_memcpy(e->daddr, &p->ip6->daddr, 16);
     }
+}
+
+/* Send a filled report to user space (or count it as lost). */
+static __always_inline void submit_echo(const struct echo_event *filled) {
+    struct echo_event *e = reserve_event(sizeof(*e));
+    if (!e)
+        return;
+    __builtin_memcpy(e, filled, sizeof(*e));
     bpf_ringbuf_submit(e, 0);
+}
+
+/* Report a ping that is_echo_request() accepted; call before any rewrite. */
+static __always_inline void report_echo(__u32 ifindex, const struct packet *p,
+                                        enum echo_action action) {
+    struct echo_event e;
+    fill_echo(&e, ifindex, p, action);
+    submit_echo(&e);
 }

@@ -189,13 +189,17 @@ static __always_inline bool echo_answerable(const struct packet *p) {
         if (p->icmp && !p->icmp->un.echo.id && !p->icmp->un.echo.sequence &&
             p->icmp->checksum == bpf_htons(0xF7FF))
             return false;
-        /* Truncated: the header claims more bytes than the frame has. */
-        return (void *)p->ip + bpf_ntohs(p->ip->tot_len) <= p->c.end;
+        /* The length must cover the headers we answer with, and the frame must hold
+         * what the length claims (a truncated frame does not). */
+        __u16 len = bpf_ntohs(p->ip->tot_len);
+        return len >= sizeof(struct iphdr) + sizeof(struct icmphdr) &&
+               (void *)p->ip + len <= p->c.end;
     }
     if (p->ip6) {
         if (p->ip6->daddr.in6_u.u6_addr8[0] == 0xff) /* ff00::/8 is multicast */
             return false;
-        return (void *)(p->ip6 + 1) + bpf_ntohs(p->ip6->payload_len) <= p->c.end;
+        __u16 len = bpf_ntohs(p->ip6->payload_len);
+        return len >= sizeof(struct icmp6hdr) && (void *)(p->ip6 + 1) + len <= p->c.end;
     }
     return false;
 }
