@@ -13,18 +13,20 @@
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON), a kernel with BTF, ring buffers (5.8+).
 
-use std::io::{BufRead, BufReader};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read};
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::attach::{attach_with_fallback, AttachMode, Hook};
-use ebpf_workshop::format::{c_str, monotonic_ns, seconds, Table};
+use ebpf_workshop::format::{c_str, Clock, Table};
 use ebpf_workshop::preflight::{self, Needs, TRACEFS};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::hello::{types::exec_event, HelloSkelBuilder};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 /// Say "I'm alive!" from the kernel on every execve, and show who ran what.
 #[derive(Parser)]
@@ -42,6 +44,9 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
+
+    // Before anything runs, so that only this run's lines are shown.
+    let printk = args.printk.then(open_trace_pipe).transpose()?;
 
     // open → load: libbpf parses the object, fixes up CO-RE offsets for this
     // kernel, and the verifier checks every program.
@@ -63,12 +68,12 @@ fn main() -> Result<()> {
         }),
     )?;
 
-    if args.printk {
-        stream_printk();
+    if let Some(pipe) = printk {
+        stream_printk(pipe);
     }
 
     // print events until Ctrl-C; dropping the skeleton and links detaches everything.
-    let start = monotonic_ns();
+    let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
         ("PID", 7),
@@ -79,7 +84,7 @@ fn main() -> Result<()> {
     ]);
     let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &exec_event| {
         table.row(&[
-            seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+            clock.at(e.ts_ns),
             e.pid.to_string(),
             e.ppid.to_string(),
             e.uid.to_string(),
@@ -92,29 +97,27 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Copy the "I'm alive!" lines from the kernel's trace pipe to our stdout. The
-/// pipe is shared by every bpf_printk on the system, and reading consumes it. It
-/// may still hold lines from earlier runs: skip those older than this one (trace
-/// timestamps are seconds since boot, like CLOCK_MONOTONIC).
-fn stream_printk() {
+/// Open the kernel's trace pipe, and first throw away what is already in it (lines
+/// from earlier runs), so that we show only this run's. It is a pipe shared by
+/// every bpf_printk on the system, and reading consumes it.
+fn open_trace_pipe() -> Result<File> {
     let path = format!("{TRACEFS}/trace_pipe");
-    let since = monotonic_ns() as f64 / 1e9 - 0.5;
-    let timestamp = |line: &str| -> Option<f64> {
-        line.split(": bpf_trace_printk")
-            .next()?
-            .split_whitespace()
-            .last()?
-            .trim_end_matches(':')
-            .parse()
-            .ok()
-    };
+    let mut pipe = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&path)
+        .with_context(|| format!("opening {path} for --printk"))?;
+    let mut old = vec![0u8; 1 << 16];
+    while matches!(pipe.read(&mut old), Ok(n) if n > 0) {}
+    fcntl(&pipe, FcntlArg::F_SETFL(OFlag::empty())).context("making the trace pipe blocking")?;
+    Ok(pipe)
+}
+
+/// Copy the "I'm alive!" lines from the trace pipe to our stdout, in the background.
+fn stream_printk(pipe: File) {
     std::thread::spawn(move || {
-        let Ok(pipe) = std::fs::File::open(&path) else {
-            eprintln!("cannot open {path}: no bpf_printk output");
-            return;
-        };
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if line.contains("I'm alive!") && timestamp(&line).is_some_and(|t| t >= since) {
+            if line.contains("I'm alive!") {
                 println!("printk: {}", line.trim());
             }
         }

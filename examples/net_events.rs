@@ -72,7 +72,11 @@ fn main() -> Result<()> {
             .object()
             .progs_mut()
             .find(|p| p.name().to_str() == Some(&prog_name))
-            .context("program missing")?;
+            .with_context(|| {
+                format!(
+                    "the BPF object has no program {prog_name}: rebuild (`cargo build --examples`)"
+                )
+            })?;
         match preflight::libbpf_muted(|| prog.attach_raw_tracepoint(name)) {
             Ok(link) => links.push(link),
             Err(_) => eprintln!("note: this kernel has no tracepoint net:{name}; not counted"),

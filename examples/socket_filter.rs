@@ -17,12 +17,11 @@
 use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::echo::EchoEvent;
-use ebpf_workshop::format::{ip, monotonic_ns, seconds, Table};
+use ebpf_workshop::format::{ip, Clock, Table};
 use ebpf_workshop::frames::tcp_summary;
 use ebpf_workshop::net::interface;
 use ebpf_workshop::packet_socket::PacketSocket;
@@ -43,7 +42,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    preflight::check(Needs::Networking)?;
+    preflight::check(Needs::PacketSocket)?;
     let iface = interface(&args.iface)?;
 
     let mut storage = MaybeUninit::uninit();
@@ -55,8 +54,7 @@ fn main() -> Result<()> {
 
     // Two streams of lines under one header: packets the filter kept (read from
     // the socket) and ping reports (read from the ring buffer).
-    let start = monotonic_ns();
-    let since = |ts: u64| seconds(Duration::from_nanos(ts.saturating_sub(start)));
+    let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
         ("KIND", 5),
@@ -69,7 +67,7 @@ fn main() -> Result<()> {
     let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| {
         let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
         table.row(&[
-            since(e.ts_ns),
+            clock.at(e.ts_ns),
             "ping".into(),
             src.to_string(),
             dst.to_string(),
@@ -82,7 +80,7 @@ fn main() -> Result<()> {
             if let Some(t) = tcp_summary(&frame[..len]) {
                 let details = format!("{} len {}", t.flags, t.len);
                 table.row(&[
-                    since(monotonic_ns()),
+                    clock.now(),
                     "tcp".into(),
                     t.src.to_string(),
                     t.dst.to_string(),

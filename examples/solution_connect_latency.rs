@@ -17,11 +17,10 @@
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF, ring buffers (5.8+).
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{c_str, endpoint, monotonic_ns, seconds, Table, AF_INET6};
+use ebpf_workshop::format::{c_str, endpoint, Clock, Table, AF_INET6};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::solution_connect_latency::{
@@ -58,7 +57,7 @@ fn main() -> Result<()> {
         .context("attaching to the tracepoint sock:inet_sock_set_state")?;
     eprintln!("attached: tracepoint sock:inet_sock_set_state");
 
-    let start = monotonic_ns();
+    let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
         ("PID", 7),
@@ -76,7 +75,7 @@ fn main() -> Result<()> {
                 err => format!("{:?}", nix::errno::Errno::from_raw(-err)), // ECONNREFUSED...
             };
             table.row(&[
-                seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+                clock.at(e.ts_ns),
                 e.pid.to_string(),
                 c_str(&e.comm),
                 if e.family == AF_INET6 { "6" } else { "4" }.to_string(),

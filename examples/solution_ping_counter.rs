@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{ip, monotonic_ns, seconds, Table};
+use ebpf_workshop::format::{ip, Clock, Table};
 use ebpf_workshop::net::{attach_xdp, interface, XdpOptions};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::{install_stop_handler, stop_requested};
@@ -57,7 +57,7 @@ fn main() -> Result<()> {
 
     // No ring buffer to wait on: look at the map once a second, until Ctrl-C.
     install_stop_handler();
-    let start = monotonic_ns();
+    let clock = Clock::start();
     let mut shown = Vec::new();
     let mut next = Instant::now() + Duration::from_secs(1);
     while !stop_requested() {
@@ -68,7 +68,7 @@ fn main() -> Result<()> {
         next += Duration::from_secs(1);
         let counts = read_pings(&skel.maps.pings)?;
         if counts != shown {
-            let now = seconds(Duration::from_nanos(monotonic_ns() - start));
+            let now = clock.now();
             println!("\nat {now}s:");
             print_table(&counts);
             shown = counts;

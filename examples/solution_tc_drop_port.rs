@@ -18,11 +18,10 @@
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{endpoint, monotonic_ns, seconds, Table, AF_INET6};
+use ebpf_workshop::format::{endpoint, Clock, Table, AF_INET6};
 use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
@@ -73,12 +72,12 @@ fn main() -> Result<()> {
     };
     eprintln!("dropping incoming TCP to port {}", args.port);
 
-    let start = monotonic_ns();
+    let clock = Clock::start();
     let table =
         Table::new(&[("TIME(s)", 9), ("IP", 2), ("SOURCE", 28), ("DESTINATION", 28), ("FLAGS", 0)]);
     let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &drop_event| {
         table.row(&[
-            seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+            clock.at(e.ts_ns),
             if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
             endpoint(e.family, &e.saddr, e.sport),
             endpoint(e.family, &e.daddr, e.dport),

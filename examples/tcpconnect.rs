@@ -13,12 +13,11 @@
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF, ring buffers (5.8+).
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::attach::{attach_with_fallback, AttachMode, Hook, HookKind};
-use ebpf_workshop::format::{c_str, endpoint, monotonic_ns, seconds, Table, AF_INET6};
+use ebpf_workshop::format::{c_str, endpoint, Clock, Table, AF_INET6};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::tcpconnect::{types::connect_event, TcpconnectSkelBuilder};
@@ -80,7 +79,7 @@ fn main() -> Result<()> {
         (err, _) => format!("{:?}", nix::errno::Errno::from_raw(-err)), // e.g. ECONNREFUSED
     };
 
-    let start = monotonic_ns();
+    let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
         ("PID", 7),
@@ -93,7 +92,7 @@ fn main() -> Result<()> {
     let summary =
         RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &connect_event| {
             table.row(&[
-                seconds(Duration::from_nanos(e.ts_ns.saturating_sub(start))),
+                clock.at(e.ts_ns),
                 e.pid.to_string(),
                 c_str(&e.comm),
                 if e.family == AF_INET6 { "6" } else { "4" }.to_string(),

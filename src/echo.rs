@@ -1,8 +1,6 @@
 //! Pings reported by the packet programs (`bpf/include/echo.h`), printed as rows.
 
-use std::time::Duration;
-
-use crate::format::{ip, monotonic_ns, seconds, Table, AF_INET6};
+use crate::format::{ip, Clock, Table, AF_INET6};
 
 /// The `struct echo_event` every packet program sends. They all include the same
 /// C header, so the type generated for one skeleton (xdp's) reads them all.
@@ -16,7 +14,7 @@ pub type PingpongCounts = crate::skel::xdp_pingpong::types::pingpong_counts;
 pub struct EchoTable {
     /// None with `--quiet`: no header, no rows.
     table: Option<Table>,
-    start_ns: u64,
+    clock: Clock,
 }
 
 impl EchoTable {
@@ -28,7 +26,7 @@ impl EchoTable {
     /// With `show_rows` false (`--quiet`), print nothing: for floods and benchmarks.
     pub fn showing_rows(show_rows: bool) -> Self {
         if !show_rows {
-            return EchoTable { table: None, start_ns: monotonic_ns() };
+            return EchoTable { table: None, clock: Clock::start() };
         }
         let table = Table::new(&[
             ("TIME(s)", 9),
@@ -39,7 +37,7 @@ impl EchoTable {
             ("ID", 6),
             ("SEQ", 0),
         ]);
-        EchoTable { table: Some(table), start_ns: monotonic_ns() }
+        EchoTable { table: Some(table), clock: Clock::start() }
     }
 
     /// One ping.
@@ -51,7 +49,7 @@ impl EchoTable {
             _ => "seen",
         };
         table.row(&[
-            self.since_start(e.ts_ns),
+            self.clock.at(e.ts_ns),
             action.to_string(),
             if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
             ip(e.family, &e.saddr).to_string(),
@@ -61,14 +59,9 @@ impl EchoTable {
         ]);
     }
 
-    /// TIME(s) for a `bpf_ktime_get_ns()` value, or for now.
-    pub fn since_start(&self, ts_ns: u64) -> String {
-        seconds(Duration::from_nanos(ts_ns.saturating_sub(self.start_ns)))
-    }
-
     /// The current TIME(s), for rows that are not events (periodic totals).
     pub fn now(&self) -> String {
-        self.since_start(monotonic_ns())
+        self.clock.now()
     }
 }
 

@@ -29,9 +29,28 @@ pub fn c_str(chars: &[i8]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Seconds with milliseconds, for a TIME(s) column relative to the start.
-pub fn seconds(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64())
+/// The TIME(s) column: seconds (with milliseconds) since the example started, for
+/// the `bpf_ktime_get_ns()` stamps events carry, or for now.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start_ns: u64,
+}
+
+impl Clock {
+    /// Start counting from now.
+    pub fn start() -> Self {
+        Clock { start_ns: monotonic_ns() }
+    }
+
+    /// TIME(s) of an event stamped `ts_ns` by `bpf_ktime_get_ns()`.
+    pub fn at(&self, ts_ns: u64) -> String {
+        format!("{:.3}", Duration::from_nanos(ts_ns.saturating_sub(self.start_ns)).as_secs_f64())
+    }
+
+    /// TIME(s) now, for lines that are not events.
+    pub fn now(&self) -> String {
+        self.at(monotonic_ns())
+    }
 }
 
 /// `CLOCK_MONOTONIC` now, in the same unit as `bpf_ktime_get_ns()`.

@@ -91,7 +91,9 @@ impl Lab {
                 ipv4: Ipv4Addr::new(10, 77, 0, 2),
                 ipv6: "fd77::2".parse().unwrap(),
             },
-            keep: false,
+            // Until we have created something, there is nothing of ours to remove:
+            // an existing lab of the same name must survive this failed attempt.
+            keep: true,
         };
         for host in [&lab.client, &lab.server] {
             if std::path::Path::new(NETNS_DIR).join(&host.ns).exists() {
@@ -99,6 +101,8 @@ impl Lab {
             }
         }
         // From here on, dropping `lab` removes whatever was built, also on error.
+        let mut lab = lab;
+        lab.keep = false;
         for host in [&lab.client, &lab.server] {
             run_checked(Command::new("ip").args(["netns", "add", &host.ns]))?;
             // No IPv6 duplicate address detection: addresses (the link-local ones

@@ -67,7 +67,8 @@ pub struct XdpOptions {
     /// Where XDP runs: in the driver (native) or after the kernel built an skb (generic).
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: XdpMode,
-    /// Replace an XDP program that is already attached to the interface.
+    /// Replace an XDP program that is already attached to the interface (it is
+    /// removed, and not put back on exit).
     #[arg(long)]
     pub replace: bool,
 }
@@ -115,9 +116,16 @@ fn attach_xdp_mode(
         }
         // Only a netlink attachment can be removed from outside; a bpf_link belongs
         // to the process that holds it.
+        // Detach it in the mode it runs in (driver or generic).
+        let mode_flags = match xdp_attach_mode(ifindex) {
+            m if m == libbpf_sys::XDP_ATTACHED_SKB as u8 => libbpf_sys::XDP_FLAGS_SKB_MODE,
+            m if m == libbpf_sys::XDP_ATTACHED_HW as u8 => libbpf_sys::XDP_FLAGS_HW_MODE,
+            _ => libbpf_sys::XDP_FLAGS_DRV_MODE,
+        };
         let rc = crate::preflight::libbpf_muted(|| unsafe {
-            libbpf_sys::bpf_xdp_detach(ifindex, 0, std::ptr::null())
+            libbpf_sys::bpf_xdp_detach(ifindex, mode_flags, std::ptr::null())
         });
+
         if rc < 0 || xdp_prog_id(ifindex).is_some() {
             bail!(
                 "cannot replace XDP program {id} on {name}: a running process holds it through \
@@ -126,23 +134,7 @@ fn attach_xdp_mode(
         }
         eprintln!("removed XDP program {id} from {name} (--replace)");
     }
-    let try_mode = |flags: u32| -> std::io::Result<OwnedFd> {
-        let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of_val(&opts) as _;
-        opts.flags = flags;
-        let fd = unsafe {
-            libbpf_sys::bpf_link_create(
-                prog.as_fd().as_raw_fd(),
-                ifindex,
-                libbpf_sys::BPF_XDP,
-                &opts,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::from_raw_os_error(-fd));
-        }
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
+    let try_mode = |flags: u32| link_create(prog, iface, libbpf_sys::BPF_XDP, flags);
     let native = libbpf_sys::XDP_FLAGS_DRV_MODE;
     let generic = libbpf_sys::XDP_FLAGS_SKB_MODE;
     let link = match mode {
@@ -163,6 +155,44 @@ fn attach_xdp_mode(
         },
     };
     Ok(link)
+}
+
+/// Attach `prog` to `iface` through a new bpf_link (`attach_type` BPF_XDP or
+/// BPF_TCX_INGRESS...). The returned fd is the link: closing it detaches.
+pub fn link_create(
+    prog: &libbpf_rs::ProgramMut,
+    iface: &Interface,
+    attach_type: libbpf_sys::bpf_attach_type,
+    flags: u32,
+) -> std::io::Result<OwnedFd> {
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    opts.flags = flags;
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_fd().as_raw_fd(),
+            iface.index as i32,
+            attach_type,
+            &opts,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How the XDP program on `ifindex` is attached (XDP_ATTACHED_DRV, _SKB, ...).
+fn xdp_attach_mode(ifindex: i32) -> u8 {
+    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    let rc = unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut opts) };
+    if rc == 0 {
+        opts.attach_mode
+    } else {
+        0
+    }
 }
 
 /// The id of the XDP program on `ifindex`, if any.

@@ -10,6 +10,7 @@ use libbpf_rs::PrintLevel;
 
 /// Capability numbers from `<linux/capability.h>`.
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -19,8 +20,10 @@ const CAP_BPF: u32 = 39;
 pub enum Needs {
     /// kprobes and tracepoints: CAP_BPF + CAP_PERFMON, BTF, tracefs.
     Tracing,
-    /// XDP, TC, socket filters: CAP_BPF + CAP_NET_ADMIN, BTF.
+    /// XDP and TC: CAP_BPF + CAP_NET_ADMIN, BTF.
     Networking,
+    /// A socket filter on a raw packet socket: CAP_BPF + CAP_NET_RAW, BTF.
+    PacketSocket,
 }
 
 /// Everything an example checks before it opens its skeleton.
@@ -51,6 +54,7 @@ fn privileges(needs: Needs) -> Result<()> {
     let (second, name) = match needs {
         Needs::Tracing => (CAP_PERFMON, "CAP_PERFMON"),
         Needs::Networking => (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+        Needs::PacketSocket => (CAP_NET_RAW, "CAP_NET_RAW"),
     };
     // Before 5.8 there was no CAP_BPF/CAP_PERFMON and CAP_SYS_ADMIN covered both.
     let ok = (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(second) || has(CAP_SYS_ADMIN));
@@ -102,11 +106,11 @@ static LIBBPF_MUTED: AtomicBool = AtomicBool::new(false);
 /// Show libbpf's warnings (verifier logs, attach errors) unless muted, and hide its
 /// debug chatter. `EBPF_WORKSHOP_DEBUG=1` shows everything.
 fn quiet_libbpf_debug() {
-    fn print(level: PrintLevel, msg: String) {
+    // libbpf only calls this for messages at or above the level given below.
+    fn print(_level: PrintLevel, msg: String) {
         if !LIBBPF_MUTED.load(Ordering::Relaxed)
             || std::env::var_os("EBPF_WORKSHOP_DEBUG").is_some()
         {
-            let _ = level;
             eprint!("{msg}");
         }
     }

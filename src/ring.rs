@@ -77,8 +77,8 @@ impl<'a> RingReader<'a> {
         let mut builder = RingBufferBuilder::new();
         builder
             .add(events, move |data: &[u8]| {
-                // Copy rather than cast: the record may be shorter than T when the C
-                // side sent a partial struct, and copying needs no alignment.
+                // Copy rather than cast: copying needs no alignment. A record shorter
+                // than T would mean the C and Rust sides disagree; it is skipped.
                 let mut event = T::default();
                 if plain::copy_from_bytes(&mut event, data).is_ok() {
                     seen.set(seen.get() + 1);

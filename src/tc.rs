@@ -7,7 +7,7 @@
 //!   until removed, so we remove on exit what we added, and `--cleanup` removes what
 //!   a killed run left behind.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{bail, Result};
 use libbpf_rs::{TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
@@ -86,7 +86,7 @@ pub fn attach_tc_ingress(
         );
     }
     if api != TcApi::Netlink {
-        match attach_tcx(prog, iface) {
+        match crate::net::link_create(prog, iface, libbpf_sys::BPF_TCX_INGRESS, 0) {
             Ok(fd) => return Ok(TcAttachment::Tcx(fd)),
             Err(e) if api == TcApi::Tcx => bail!(
                 "TCX attach to {} failed ({e}): TCX needs Linux 6.6+; try --attach netlink",
@@ -98,23 +98,6 @@ pub fn attach_tc_ingress(
         }
     }
     attach_netlink(prog, iface)
-}
-
-fn attach_tcx(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> std::io::Result<OwnedFd> {
-    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of_val(&opts) as _;
-    let fd = unsafe {
-        libbpf_sys::bpf_link_create(
-            prog.as_fd().as_raw_fd(),
-            iface.index as i32,
-            libbpf_sys::BPF_TCX_INGRESS,
-            &opts,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::from_raw_os_error(-fd));
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn hook(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> TcHook {

@@ -264,7 +264,9 @@ mod model {
                 let long_enough = be16(f, p.l3 + 2) >= 20 + 8;
                 ihl == 5 && !fragment && !ambiguous && long_enough && declared_end(f, p) <= f.len()
             }
-            Net::V6 => f[p.l3 + 24] != 0xFF && be16(f, p.l3 + 4) >= 8 && declared_end(f, p) <= f.len(),
+            Net::V6 => {
+                f[p.l3 + 24] != 0xFF && be16(f, p.l3 + 4) >= 8 && declared_end(f, p) <= f.len()
+            }
             Net::Other => false,
         }
     }

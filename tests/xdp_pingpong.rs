@@ -28,6 +28,7 @@ fn answers_pings_over_ipv4_and_ipv6_instead_of_the_kernel() {
     let ids = bpf_prog_ids(example.pid());
     let end = example.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");
+    assert!(end.took < Duration::from_secs(1), "Ctrl-C took {:?}", end.took);
     let answered: Vec<&str> = end.stdout.lines().filter(|l| l.contains(" answered ")).collect();
     assert_eq!(
         answered.iter().filter(|l| l.contains(&format!(" {} ", server.ipv4))).count(),
