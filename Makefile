@@ -18,14 +18,26 @@ help: ## list the targets
 
 deps: ## install missing build/lab packages with apt (clang, libelf, bpftool, ...)
 	@echo "==> deps: checking $(DEB_PKGS)"
-	@missing=""; for p in $(DEB_PKGS); do \
+	@if ! command -v dpkg-query >/dev/null; then \
+	  missing=""; \
+	  for c in clang clang-format llvm-strip bpftool pkg-config ip ping; do \
+	    command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	  if [ -z "$$missing" ]; then echo "    all present (not checked: libelf and zlib headers)"; exit 0; fi; \
+	  echo "    not Debian/Ubuntu: install with your package manager:$$missing, plus libelf and zlib headers"; \
+	  exit 1; \
+	fi; \
+	missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	if [ -n "$$missing" ] && command -v bpftool >/dev/null; then missing=$$(echo "$$missing" | sed 's/ bpftool//'); fi; \
 	if [ -z "$$missing" ]; then echo "    all present"; exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "    no apt-get here: install these with your package manager:$$missing"; exit 1; fi; \
 	echo "    installing:$$missing"; \
-	$(SUDO) apt-get update -qq && \
+	$(SUDO) apt-get update -qq || exit 1; \
+	if echo "$$missing" | grep -qw bpftool && ! apt-cache show bpftool >/dev/null 2>&1; then \
+	  echo "    (no bpftool package here, as on Ubuntu: using linux-tools for this kernel)"; \
+	  missing=$$(echo "$$missing" | sed "s/ bpftool/ linux-tools-common linux-tools-$$(uname -r)/"); fi; \
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 
 build: deps ## build the library and every example

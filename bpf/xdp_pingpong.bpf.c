@@ -8,6 +8,10 @@
  *   3. set the ICMP type to "echo reply" and fix the ICMP checksum
  * Everything else (payload, id, sequence) goes back unchanged, which is exactly
  * what ping expects.
+ *
+ * It answers every unicast ping that reaches the interface, without checking that
+ * the destination is one of the interface's own addresses: right for a host, wrong
+ * for a bridge port or a router (solution_pingpong_one_address adds that check).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

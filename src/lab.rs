@@ -125,7 +125,8 @@ impl Lab {
             &lab.server.ns,
         ]))?;
         // veth hands a frame sent with XDP_TX to its peer's XDP receive path, which
-        // only exists while the peer has an XDP program of its own. Without this
+        // only exists while the peer has an XDP program of its own (or, since 5.13,
+        // GRO turned on). Without this
         // pass-everything program on the client end, xdp_pingpong's replies would
         // be dropped silently. Your own veth setups need the same.
         // Attached before the links go up: attaching reconfigures the veth queues.

@@ -10,8 +10,9 @@
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    /* Bytes, a power of two and a multiple of the page size. 1 MiB holds ~4000 of
-     * the largest events here; raise it if the exit summary reports losses. */
+    /* Bytes, a power of two and a multiple of the page size. 1 MiB holds about 5,700
+     * of hello's 176-byte events (each record has an 8-byte header too); raise it
+     * if the exit summary reports losses. */
     __uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
