@@ -9,11 +9,11 @@
 //! process is), or a clsact qdisc + netlink filter on older kernels (removed on
 //! exit; `--cleanup` removes what a killed run left).
 //!
-//! Try it in the lab (`make lab`): start a listener on the server
-//! (`sudo ip netns exec ebpfws-server python3 -m http.server 80`), run
-//! `sudo ip netns exec ebpfws-server target/debug/examples/solution_tc_drop_port veth-server`
-//! and `sudo ip netns exec ebpfws-client curl -m 3 http://10.77.0.2/` times out: its
-//! SYNs (flags S) are listed as they are dropped. Ping still works.
+//! Try it in the lab (`make lab`): run
+//! `sudo ip netns exec ebpfws-server target/debug/examples/solution_tc_drop_port veth-server`,
+//! then `sudo ip netns exec ebpfws-client timeout 3 bash -c 'exec 3<>/dev/tcp/10.77.0.2/80'`
+//! gets no answer at all: its SYNs (flags S) are listed as they are dropped. Ping
+//! still works.
 //!
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.
 
