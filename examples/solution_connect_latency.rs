@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{c_str, endpoint, Clock, Table, AF_INET6};
+use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::solution_connect_latency::{
@@ -72,13 +72,13 @@ fn main() -> Result<()> {
         RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &latency_event| {
             let result = match e.ret {
                 0 => "ok".to_string(),
-                err => format!("{:?}", nix::errno::Errno::from_raw(-err)), // ECONNREFUSED...
+                err => errno_name(err), // e.g. ECONNREFUSED
             };
             table.row(&[
                 clock.at(e.ts_ns),
                 e.pid.to_string(),
                 c_str(&e.comm),
-                if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
+                ip_version(e.family),
                 endpoint(e.family, &e.saddr, e.sport),
                 endpoint(e.family, &e.daddr, e.dport),
                 format!("{:.2}", e.latency_ns as f64 / 1000.0),

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{endpoint, Clock, Table, AF_INET6};
+use ebpf_workshop::format::{endpoint, ip_version, Clock, Table};
 use ebpf_workshop::net::{guard_default_route, interface};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
@@ -78,7 +78,7 @@ fn main() -> Result<()> {
     let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &drop_event| {
         table.row(&[
             clock.at(e.ts_ns),
-            if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
+            ip_version(e.family),
             endpoint(e.family, &e.saddr, e.sport),
             endpoint(e.family, &e.daddr, e.dport),
             tcp_flags(e.tcp_flags),

@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::attach::{attach_with_fallback, AttachMode, Hook, HookKind};
-use ebpf_workshop::format::{c_str, endpoint, Clock, Table, AF_INET6};
+use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::ring::RingReader;
 use ebpf_workshop::skel::tcpconnect::{types::connect_event, TcpconnectSkelBuilder};
@@ -76,7 +76,7 @@ fn main() -> Result<()> {
     let result_name = |ret: i32| match (ret, attached.kind) {
         (0, HookKind::Kprobe) => "sent".to_string(),
         (0, HookKind::Tracepoint) => "ok".to_string(),
-        (err, _) => format!("{:?}", nix::errno::Errno::from_raw(-err)), // e.g. ECONNREFUSED
+        (err, _) => errno_name(err), // e.g. ECONNREFUSED
     };
 
     let clock = Clock::start();
@@ -95,7 +95,7 @@ fn main() -> Result<()> {
                 clock.at(e.ts_ns),
                 e.pid.to_string(),
                 c_str(&e.comm),
-                if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
+                ip_version(e.family),
                 endpoint(e.family, &e.saddr, e.sport),
                 endpoint(e.family, &e.daddr, e.dport),
                 result_name(e.ret),

@@ -1,6 +1,6 @@
 //! Pings reported by the packet programs (`bpf/include/echo.h`), printed as rows.
 
-use crate::format::{ip, Clock, Table, AF_INET6};
+use crate::format::{ip, ip_version, Clock, Table};
 
 /// The `struct echo_event` every packet program sends. They all include the same
 /// C header, so the type generated for one skeleton (xdp's) reads them all.
@@ -51,7 +51,7 @@ impl EchoTable {
         table.row(&[
             self.clock.at(e.ts_ns),
             action.to_string(),
-            if e.family == AF_INET6 { "6" } else { "4" }.to_string(),
+            ip_version(e.family),
             ip(e.family, &e.saddr).to_string(),
             ip(e.family, &e.daddr).to_string(),
             e.id.to_string(),

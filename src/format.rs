@@ -23,6 +23,16 @@ pub fn endpoint(family: u16, bytes: &[u8; 16], port: u16) -> String {
     SocketAddr::new(ip(family, bytes), port).to_string()
 }
 
+/// The IP column: "4" or "6".
+pub fn ip_version(family: u16) -> String {
+    if family == AF_INET6 { "6" } else { "4" }.to_string()
+}
+
+/// A kernel `-errno` as its name ("ECONNREFUSED"), the way people search for it.
+pub fn errno_name(ret: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(-ret))
+}
+
 /// A NUL-terminated C `char[]` from a generated struct as a Rust string.
 pub fn c_str(chars: &[i8]) -> String {
     let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
