@@ -11,7 +11,8 @@ ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
 
-.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-down bench clean
+.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-down bench new clean
+EXAMPLE    ?= hello
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +40,10 @@ deps: ## install missing build/lab packages with apt (clang, libelf, bpftool, ..
 	  echo "    (no bpftool package here, as on Ubuntu: using linux-tools for this kernel)"; \
 	  missing=$$(echo "$$missing" | sed "s/ bpftool/ linux-tools-common linux-tools-$$(uname -r)/"); fi; \
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
+	@# Tracepoints and bpf_printk need tracefs; most systems mount it at boot.
+	@if [ ! -e /sys/kernel/tracing/trace_pipe ]; then \
+	  echo "    mounting tracefs on /sys/kernel/tracing"; \
+	  $(SUDO) mount -t tracefs tracefs /sys/kernel/tracing; fi
 
 build: deps ## build the library and every example
 	@echo "==> build: cargo build --examples"
@@ -70,6 +75,11 @@ bench: deps ## measure program cost, ping three ways, events, start-up (release 
 	@echo "==> bench: cargo build --release, then target/release/bench (prints markdown, writes target/bench.json)"
 	$(CARGO) build --release --examples --bins
 	$(CARGO) run --release --quiet --bin bench
+
+new: ## copy an example into a project of its own: make new DIR=../my-tool [EXAMPLE=xdp_pingpong]
+	@test -n "$(DIR)" || { echo "usage: make new DIR=<path> [EXAMPLE=<name>] (default EXAMPLE=hello)"; exit 1; }
+	@echo "==> new: a cargo project in $(DIR) from examples/$(EXAMPLE).rs and bpf/$(EXAMPLE).bpf.c"
+	$(CARGO) run --quiet --bin new -- "$(DIR)" --example "$(EXAMPLE)"
 
 vmlinux: ## regenerate vmlinux/$(ARCH)/vmlinux.h from this kernel's BTF
 	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"

@@ -1,15 +1,20 @@
-//! Compiles every `bpf/<name>.bpf.c` with clang and turns it into a Rust skeleton
-//! (`$OUT_DIR/<name>.skel.rs`, exposed as `ebpf_workshop::skel::<name>`).
+//! Compiles every `bpf/<name>.bpf.c` with clang and turns it into a Rust skeleton,
+//! `$OUT_DIR/<name>.skel.rs`. An example includes its own skeleton:
+//!
+//! ```ignore
+//! mod xdp_pingpong { include!(concat!(env!("OUT_DIR"), "/xdp_pingpong.skel.rs")); }
+//! ```
 //!
 //! Adding an example needs no edit here: drop `bpf/<name>.bpf.c` next to
-//! `examples/<name>.rs` and it is discovered.
+//! `examples/<name>.rs` and it is discovered. A program that does not compile stops
+//! the build with one sentence naming the file and clang's first error.
 
 use std::env;
-use std::fmt::Write as _;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use libbpf_cargo::util::CargoWarningFormatter;
 use libbpf_cargo::SkeletonBuilder;
 use tracing_subscriber::filter::{LevelFilter as Level, Targets};
@@ -17,7 +22,7 @@ use tracing_subscriber::prelude::*;
 
 fn main() {
     if let Err(e) = run() {
-        // `{:#}` prints the whole chain: what failed and why.
+        // One sentence, no backtrace: the message says what to fix.
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -41,88 +46,64 @@ fn run() -> Result<()> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let bpf_dir = manifest.join("bpf");
     let vmlinux_dir = manifest.join("vmlinux").join(kernel_arch()?);
-    let vmlinux_h = vmlinux_dir.join("vmlinux.h");
-
-    println!("cargo:rerun-if-changed={}", bpf_dir.display());
     println!("cargo:rerun-if-changed={}", manifest.join("vmlinux").display());
-    if !vmlinux_h.exists() {
+    if !vmlinux_dir.join("vmlinux.h").exists() {
         bail!(
             "{} is missing: run `make vmlinux` (needs bpftool and /sys/kernel/btf/vmlinux) \
              to generate it for this architecture",
-            vmlinux_h.display()
+            vmlinux_dir.join("vmlinux.h").display()
         );
     }
 
-    let sources = bpf_sources(&bpf_dir)?;
-    let mut index = String::new();
-    for src in &sources {
-        // Cargo only watches directories for added/removed files; watch each file too.
-        println!("cargo:rerun-if-changed={}", src.display());
-        let name = src
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".bpf.c"))
-            .context("bpf source name")?
-            .to_string();
-        let skel = out.join(format!("{name}.skel.rs"));
-        SkeletonBuilder::new()
-            .source(src)
-            .clang_args([
-                format!("-I{}", vmlinux_dir.display()),
-                format!("-I{}", bpf_dir.join("include").display()),
-                format!("-I{}", bpf_dir.display()),
-                "-Wall".to_string(),
-            ])
-            .build_and_generate(&skel)
-            .with_context(|| format!("building the BPF program {}", src.display()))?;
-        writeln!(
-            index,
-            "#[allow(missing_docs, clippy::all, clippy::pedantic, unused)]\n\
-             pub mod {name} {{ include!(concat!(env!(\"OUT_DIR\"), \"/{name}.skel.rs\")); }}"
-        )?;
-        // Structs from our own headers that reach user space (events, counters)
-        // get `plain::Plain`, so Rust can read them from ring-buffer or map bytes.
-        // They are plain old data by construction: C structs of integers.
-        let generated = fs::read_to_string(&skel)?;
-        for event in shared_structs(src, &bpf_dir)? {
-            if generated.contains(&format!("pub struct {event} {{")) {
-                writeln!(index, "unsafe impl plain::Plain for {name}::types::{event} {{}}")?;
-            }
-        }
-    }
-    fs::write(out.join("skels.rs"), index)?;
-    // Header files are included, not compiled: watch them so edits rebuild.
+    // Headers are included, not compiled: watch them (and the folders, for new
+    // files) so that an edit rebuilds.
     for dir in [bpf_dir.clone(), bpf_dir.join("include")] {
+        println!("cargo:rerun-if-changed={}", dir.display());
         for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
             println!("cargo:rerun-if-changed={}", entry.path().display());
         }
     }
+
+    let include_dirs = [vmlinux_dir, bpf_dir.join("include"), bpf_dir.clone()];
+    for src in bpf_sources(&bpf_dir)? {
+        let name = src.file_name().and_then(OsStr::to_str).and_then(|n| n.strip_suffix(".bpf.c"));
+        let name = name.context("bpf source name")?;
+        build_skeleton(&src, &include_dirs, &out.join(format!("{name}.skel.rs")))?;
+    }
     Ok(())
 }
 
-/// Names of the `struct x {` definitions in the local headers that `file` includes
-/// (`#include "echo.h"`, found in bpf/ or bpf/include/), and in theirs.
-fn shared_structs(file: &Path, bpf_dir: &Path) -> Result<Vec<String>> {
-    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let mut names = Vec::new();
-    for included in text.lines().filter_map(|l| l.strip_prefix("#include \"")?.strip_suffix('"')) {
-        let found = [bpf_dir.join(included), bpf_dir.join("include").join(included)]
-            .into_iter()
-            .find(|p| p.exists());
-        let Some(header) = found else { continue }; // vmlinux.h
-        let header_text = fs::read_to_string(&header)?;
-        names.extend(
-            header_text
-                .lines()
-                .filter_map(|l| l.strip_prefix("struct ")?.strip_suffix(" {"))
-                .map(str::to_string),
-        );
-        names.extend(shared_structs(&header, bpf_dir)?);
+/// clang `src` and write its skeleton to `skel`, or fail with one sentence.
+fn build_skeleton(src: &Path, include_dirs: &[PathBuf], skel: &Path) -> Result<()> {
+    let mut args: Vec<String> = include_dirs.iter().map(|d| format!("-I{}", d.display())).collect();
+    // A helper called without its header is an error, not a warning: otherwise
+    // clang emits a call to an unknown function that only fails later, in libbpf.
+    args.extend(["-Wall", "-Werror=implicit-function-declaration"].map(String::from));
+    // libbpf-rs panics on some malformed objects; turn that into an error too.
+    std::panic::set_hook(Box::new(|_| {}));
+    let built = std::panic::catch_unwind(|| {
+        SkeletonBuilder::new().source(src).clang_args(&args).build_and_generate(skel)
+    });
+    let _ = std::panic::take_hook();
+    let shown = src.strip_prefix(env::var("CARGO_MANIFEST_DIR")?).unwrap_or(src).display();
+    match built {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            // The root of the chain is clang's stderr: show it all, then name the
+            // first error in the one-line summary.
+            let clang = e.root_cause().to_string();
+            eprintln!("{clang}");
+            let first = clang.lines().find(|l| l.contains("error:")).unwrap_or("see above");
+            Err(anyhow!("{shown} does not compile: {}", first.trim()))
+        }
+        Err(_) => bail!(
+            "{shown} compiled, but libbpf cannot read the object (an unknown function or \
+             section?); the clang warnings above say where"
+        ),
     }
-    Ok(names)
 }
 
-/// `bpf/*.bpf.c`, sorted so the generated index is stable.
+/// `bpf/*.bpf.c`, sorted so the build order is stable.
 fn bpf_sources(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

@@ -1,5 +1,6 @@
-/* The record hello.bpf.c sends to user space for every execve. Rust reads it as
- * the skeleton's generated `types::exec_event`: this file is its only definition. */
+/* What hello.bpf.c shares with Rust: the record it sends for every execve, and its
+ * counters. Rust reads them as the skeleton's `types::exec_event` and
+ * `types::exec_counts`: this file is their only definition. */
 #pragma once
 
 #include "common.h"
@@ -12,4 +13,9 @@ struct exec_event {
     __u32 uid;                   /* real user id */
     char comm[TASK_COMM_LEN];    /* who called execve (the old program name) */
     char filename[FILENAME_LEN]; /* what it asked to run */
+};
+
+struct exec_counts {
+    __u64 execs; /* execve calls seen */
+    __u64 lost;  /* events that found the ring buffer full */
 };

@@ -12,8 +12,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
-#include "common.h"
-#include "events.h"
+#include "sock.h"
+#include "wakeup.h"
 #include "solution_connect_latency.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -23,7 +23,21 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space before load (--pid): 0 = every process. */
 const volatile __u32 target_pid = 0;
 
-struct latency_event _latency_event = {}; /* exports the type to the skeleton */
+/* One latency_event per finished handshake, to user space. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024); /* bytes */
+} events SEC(".maps");
+
+/* Events that found the ring buffer full, one count per CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} lost_events SEC(".maps");
+
+struct latency_event _latency_event = {}; /* a global of the type puts it in the skeleton */
 
 /* A handshake in progress: when it started and who started it. */
 struct start {
@@ -62,8 +76,13 @@ int connect_latency(struct trace_event_raw_inet_sock_set_state *ctx) {
     struct start *s = bpf_map_lookup_elem(&inflight, &key);
     if (!s) /* filtered out by --pid, or started before we attached */
         return 0;
-    struct latency_event *e = reserve_event(sizeof(*e));
-    if (e) {
+    struct latency_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __u32 zero = 0;
+        __u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
+        if (lost)
+            (*lost)++;
+    } else {
         e->ts_ns = bpf_ktime_get_ns();
         e->latency_ns = e->ts_ns - s->ts_ns;
         e->pid = s->pid;
@@ -71,22 +90,16 @@ int connect_latency(struct trace_event_raw_inet_sock_set_state *ctx) {
          * between kernels). On failure the kernel has stored the reason in sk_err. */
         struct sock *sk = (struct sock *)ctx->skaddr;
         struct sock_common *skc = &sk->__sk_common;
-        e->ret = HANDSHAKE_RESULT(ctx->newstate, sk);
+        e->ret = handshake_result(ctx->newstate, sk);
         /* The tracepoint hands us the ports (host order) and family itself. Its
          * address arrays we leave alone: clang may turn copies out of the context
          * into pointer arithmetic on it, which the verifier refuses. */
         e->family = ctx->family;
         e->sport = ctx->sport;
         e->dport = ctx->dport;
-        if (ctx->family == AF_INET) {
-            bpf_core_read(e->saddr, 4, &skc->skc_rcv_saddr);
-            bpf_core_read(e->daddr, 4, &skc->skc_daddr);
-        } else {
-            bpf_core_read(e->saddr, 16, &skc->skc_v6_rcv_saddr);
-            bpf_core_read(e->daddr, 16, &skc->skc_v6_daddr);
-        }
+        sock_addrs(skc, e->saddr, e->daddr);
         __builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
-        bpf_ringbuf_submit(e, 0);
+        bpf_ringbuf_submit(e, wakeup_flags(&events, sizeof(*e)));
     }
     bpf_map_delete_elem(&inflight, &key);
     return 0;

@@ -7,8 +7,6 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
-#include "common.h"
 #include "packet.h"
 #include "solution_ping_counter.h"
 
@@ -16,7 +14,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_SOURCES 10240 /* distinct pingers we keep a counter for */
 
-struct ping_key _ping_key = {}; /* exports the type to the skeleton */
+struct ping_key _ping_key = {}; /* a global of the type puts it in the skeleton */
 
 struct {
     /* A hash map: entries appear as new sources ping. When it is full, pings from
@@ -56,13 +54,8 @@ int xdp_ping_counter(struct xdp_md *ctx) {
         return XDP_PASS; /* not a ping: nothing to count */
 
     struct ping_key key = {}; /* zeroed: IPv4 leaves 12 address bytes unused */
-    if (p.ip) {
-        key.family = AF_INET;
-        __builtin_memcpy(key.addr, &p.ip->saddr, 4);
-    } else {
-        key.family = AF_INET6;
-        __builtin_memcpy(key.addr, &p.ip6->saddr, 16);
-    }
+    __u8 daddr[16];           /* not part of the key */
+    key.family = packet_addrs(&p, key.addr, daddr);
     count_ping(&key);
     /* Count only, never interfere: the kernel answers the ping as usual. */
     return XDP_PASS;

@@ -7,14 +7,28 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
-#include "events.h"
 #include "packet.h"
 #include "csum.h"
 #include "echo.h"
-#include "pingpong.h"
+#include "xdp_pingpong.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Ping reports for user space, one struct echo_event each (echo.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 bytes */
+} events SEC(".maps");
+
+/* The counters, one copy per CPU: no atomics on the fast path. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct pingpong_counts);
+} counts SEC(".maps");
+
+struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
 
 /* Set by user space before load (--only): the IPv4 address to answer for, in
  * network byte order, exactly as it sits in iphdr.daddr, so one compare does. */
@@ -24,7 +38,8 @@ SEC("xdp")
 int xdp_pingpong_one(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
-    struct pingpong_counts *n = pingpong_counts();
+    __u32 zero = 0;
+    struct pingpong_counts *n = bpf_map_lookup_elem(&counts, &zero);
     if (!n)
         return XDP_PASS;
 
@@ -36,7 +51,7 @@ int xdp_pingpong_one(struct xdp_md *ctx) {
         n->passed++;
         return XDP_PASS;
     }
-    report_echo(ctx->ingress_ifindex, &p, ECHO_ANSWERED);
+    report_echo(&events, &n->lost, ctx->ingress_ifindex, &p, ECHO_ANSWERED);
 
     swap_bytes(p.eth->h_source, p.eth->h_dest, ETH_ALEN);
     /* Swapping the addresses only reorders the words of the IPv4 header checksum:

@@ -8,9 +8,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "common.h"
-#include "events.h"
 #include "packet.h"
+#include "wakeup.h"
 #include "solution_tc_drop_port.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -20,28 +19,39 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space before load (--port): destination port, host byte order. */
 const volatile __u16 drop_port = 80;
 
-struct drop_event _drop_event = {}; /* exports the type to the skeleton */
+/* One drop_event per dropped segment, to user space. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024); /* bytes */
+} events SEC(".maps");
+
+/* Reports that found the ring buffer full, one count per CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} lost_events SEC(".maps");
+
+struct drop_event _drop_event = {}; /* a global of the type puts it in the skeleton */
 
 /* Report one dropped segment; a full ring buffer only costs the report. */
 static __always_inline void report_drop(const struct packet *p,
                                         const struct tcphdr *tcp) {
-    struct drop_event *e = reserve_event(sizeof(*e));
-    if (!e)
+    struct drop_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        __u32 zero = 0;
+        __u64 *lost = bpf_map_lookup_elem(&lost_events, &zero);
+        if (lost)
+            (*lost)++;
         return;
+    }
     e->ts_ns = bpf_ktime_get_ns();
     e->sport = bpf_ntohs(tcp->source);
     e->dport = bpf_ntohs(tcp->dest);
     e->tcp_flags = ((const __u8 *)tcp)[TCP_FLAGS_BYTE];
-    if (p->ip) {
-        e->family = AF_INET;
-        __builtin_memcpy(e->saddr, &p->ip->saddr, 4);
-        __builtin_memcpy(e->daddr, &p->ip->daddr, 4);
-    } else {
-        e->family = AF_INET6;
-        __builtin_memcpy(e->saddr, &p->ip6->saddr, 16);
-        __builtin_memcpy(e->daddr, &p->ip6->daddr, 16);
-    }
-    bpf_ringbuf_submit(e, 0);
+    e->family = packet_addrs(p, e->saddr, e->daddr);
+    bpf_ringbuf_submit(e, wakeup_flags(&events, sizeof(*e)));
 }
 
 SEC("tc")

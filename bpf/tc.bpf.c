@@ -10,15 +10,31 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
-#include "events.h"
 #include "packet.h"
 #include "echo.h"
+#include "tc.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by user space before load (--drop-all). */
-const volatile bool drop_all = false;
+/* Set by user space before load. */
+const volatile bool drop_all = false;    /* --drop-all */
+const volatile bool report_pings = true; /* off with --quiet: counters only */
+
+/* Ping reports for user space, one struct echo_event each (echo.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 bytes */
+} events SEC(".maps");
+
+/* The counters, one copy per CPU: no atomics on the fast path. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tc_counts);
+} counts SEC(".maps");
+
+struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
 
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb) {
@@ -26,11 +42,22 @@ int tc_ingress(struct __sk_buff *skb) {
      * always holds the headers of a ping; bpf_skb_pull_data() would pull more. */
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
+    __u32 zero = 0;
+    struct tc_counts *n = bpf_map_lookup_elem(&counts, &zero);
+    if (!n) /* never for an array, but the verifier wants the check */
+        return TC_ACT_OK;
 
     struct packet p;
     if (parse_packet(&p, data, data_end) && is_echo_request(&p)) {
-        report_echo(skb->ifindex, &p, ECHO_DROPPED);
+        if (report_pings)
+            report_echo(&events, &n->lost, skb->ifindex, &p, ECHO_DROPPED);
+        n->dropped++;
         return TC_ACT_SHOT; /* try TC_ACT_OK here: pings get answered again */
     }
-    return drop_all ? TC_ACT_SHOT : TC_ACT_OK;
+    if (drop_all) {
+        n->dropped++;
+        return TC_ACT_SHOT;
+    }
+    n->passed++;
+    return TC_ACT_OK;
 }

@@ -11,12 +11,30 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "events.h"
 #include "packet.h"
 #include "echo.h"
-#include "pingpong.h"
+#include "tc_pingpong.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by user space before load: --quiet switches the per-ping reports off. */
+const volatile bool report_pings = true;
+
+/* Ping reports for user space, one struct echo_event each (echo.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 bytes */
+} events SEC(".maps");
+
+/* The counters, one copy per CPU: no atomics on the fast path. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct pingpong_counts);
+} counts SEC(".maps");
+
+struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
 
 /* Write the reply's ICMP type at `type_off` and fix the checksum at `csum_off`
  * for the one 16-bit word (type and code) that changed. bpf_l4_csum_replace() is
@@ -36,8 +54,9 @@ SEC("tc")
 int tc_pingpong(struct __sk_buff *skb) {
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
-    struct pingpong_counts *n = pingpong_counts();
-    if (!n)
+    __u32 zero = 0;
+    struct pingpong_counts *n = bpf_map_lookup_elem(&counts, &zero);
+    if (!n) /* never for an array, but the verifier wants the check */
         return TC_ACT_OK;
 
     struct packet p;
@@ -46,10 +65,11 @@ int tc_pingpong(struct __sk_buff *skb) {
         n->passed++;
         return TC_ACT_OK;
     }
-    /* Note the ping now (the rewrite invalidates the header pointers); send the
-     * report once we know whether the answer went out. */
-    struct echo_event report;
-    fill_echo(&report, skb->ifindex, &p, ECHO_ANSWERED);
+    /* Fill the report now (the rewrite invalidates the header pointers); submit
+     * it once we know whether the answer went out. */
+    struct echo_event *report = NULL;
+    if (report_pings)
+        report = reserve_echo(&events, &n->lost, skb->ifindex, &p, ECHO_ANSWERED);
 
     /* Swapping addresses keeps every checksum valid: the IPv4 header checksum and
      * the ICMPv6 pseudo-header sum both just add the two addresses. Changing the
@@ -66,7 +86,9 @@ int tc_pingpong(struct __sk_buff *skb) {
         __u32 off = (void *)p.icmp6 - data;
         err = set_icmp_type(skb, off, off + offsetof(struct icmp6hdr, icmp6_cksum),
                             ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
-    } else {
+    } else { /* not reached: is_echo_request() set one of them */
+        if (report)
+            bpf_ringbuf_discard(report, 0);
         return TC_ACT_OK;
     }
     /* A copy goes out of the interface it came in on (flags 0 = egress)... */
@@ -74,11 +96,15 @@ int tc_pingpong(struct __sk_buff *skb) {
         err = bpf_clone_redirect(skb, skb->ifindex, 0);
     if (err) {
         /* Half rewritten, or not sent: neither answer nor pass it. */
-        report.action = ECHO_DROPPED;
-        submit_echo(&report);
+        n->failed++;
+        if (report) {
+            report->action = ECHO_DROPPED;
+            submit_echo(&events, report);
+        }
         return TC_ACT_SHOT;
     }
-    submit_echo(&report);
+    if (report)
+        submit_echo(&events, report);
     n->replied++;
     /* ...and the original request ends here. */
     return TC_ACT_SHOT;

@@ -14,8 +14,8 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
-#include "common.h"
-#include "events.h"
+#include "sock.h"
+#include "wakeup.h"
 #include "tcpconnect.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -26,7 +26,21 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 target_pid = 0;  /* 0 = every process */
 const volatile __u16 target_port = 0; /* destination port, 0 = any */
 
-struct connect_event _connect_event = {}; /* exports the type to the skeleton */
+/* One connect_event per connection, to user space. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024); /* bytes: about 2,900 events */
+} events SEC(".maps");
+
+/* Counters, one copy per CPU (no atomics needed); Rust adds the copies up. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct connect_counts);
+} counts SEC(".maps");
+
+struct connect_event _connect_event = {}; /* a global of the type puts it in the skeleton */
 
 /* Connections in flight: who started them, keyed by thread (kprobe path) or by
  * socket address (tracepoint path). */
@@ -60,28 +74,28 @@ static __always_inline void report(struct pending *p, int ret) {
     __u16 dport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));
     if (target_port && dport != target_port)
         return;
-    struct connect_event *e = reserve_event(sizeof(*e));
-    if (!e)
+    __u32 zero = 0;
+    struct connect_counts *n = bpf_map_lookup_elem(&counts, &zero);
+    if (!n) /* never for an array, but the verifier wants the check */
         return;
+    struct connect_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) { /* full: user space is behind; count it for the summary */
+        n->lost++;
+        return;
+    }
+    n->reported++;
     e->ts_ns = bpf_ktime_get_ns();
     e->pid = p->pid;
     e->uid = p->uid;
     e->ret = ret;
-    e->family = BPF_CORE_READ(skc, skc_family);
+    e->family = sock_addrs(skc, e->saddr, e->daddr);
     /* Host order already. 0 after a failed handshake: the port is released before
      * the socket closes. */
     e->sport = BPF_CORE_READ(skc, skc_num);
     e->dport = dport;
-    /* bpf_core_read(dst, size, src): copy `size` bytes of a kernel field. */
-    if (e->family == AF_INET) {
-        bpf_core_read(e->saddr, 4, &skc->skc_rcv_saddr);
-        bpf_core_read(e->daddr, 4, &skc->skc_daddr);
-    } else {
-        bpf_core_read(e->saddr, 16, &skc->skc_v6_rcv_saddr);
-        bpf_core_read(e->daddr, 16, &skc->skc_v6_daddr);
-    }
     __builtin_memcpy(e->comm, p->comm, sizeof(e->comm));
-    bpf_ringbuf_submit(e, 0);
+    /* No wake-up per event: see wakeup.h. */
+    bpf_ringbuf_submit(e, wakeup_flags(&events, sizeof(*e)));
 }
 
 /* --- kprobe path: attached to tcp_v4_connect and tcp_v6_connect by user space. */
@@ -118,13 +132,13 @@ int connect_state(struct trace_event_raw_inet_sock_set_state *ctx) {
         return 0;
     }
     /* SYN_SENT -> anything: the handshake is over. ESTABLISHED means it worked;
-     * otherwise the reason (see HANDSHAKE_RESULT in common.h). */
+     * otherwise the reason (see handshake_result() in sock.h). */
     if (ctx->oldstate != TCP_SYN_SENT)
         return 0;
     struct pending *p = bpf_map_lookup_elem(&inflight, &key);
     if (!p)
         return 0;
-    int ret = HANDSHAKE_RESULT(ctx->newstate, sk);
+    int ret = handshake_result(ctx->newstate, sk);
     report(p, ret);
     bpf_map_delete_elem(&inflight, &key);
     return 0;

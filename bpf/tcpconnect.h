@@ -1,4 +1,5 @@
-/* The record tcpconnect.bpf.c sends for every outgoing TCP connection. */
+/* What tcpconnect.bpf.c shares with Rust: the record it sends for every outgoing
+ * TCP connection, and its counters (`types::connect_event`, `types::connect_counts`). */
 #pragma once
 
 #include "common.h"
@@ -16,4 +17,9 @@ struct connect_event {
     __u8 saddr[16]; /* network byte order; IPv4 uses the first 4 bytes */
     __u8 daddr[16];
     char comm[TASK_COMM_LEN];
+};
+
+struct connect_counts {
+    __u64 reported; /* connections reported */
+    __u64 lost;     /* events that found the ring buffer full */
 };

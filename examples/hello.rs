@@ -13,20 +13,40 @@
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON), a kernel with BTF, ring buffers (5.8+).
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::attach::{attach_with_fallback, AttachMode, Hook};
 use ebpf_workshop::format::{c_str, Clock, Table};
+use ebpf_workshop::kprobe_fallback::{attach_with_fallback, AttachMode, Hook};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs, TRACEFS};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::hello::{types::exec_event, HelloSkelBuilder};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, RingBufferBuilder};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+// The skeleton that build.rs generated from bpf/hello.bpf.c: the programs, their
+// maps, and Rust twins of the C types they share with us (bpf/hello.h).
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/hello.skel.rs"));
+}
+use skel::types::{exec_counts, exec_event};
+use skel::HelloSkelBuilder;
+
+// SAFETY: plain C structs of integers: any bytes of the right length are a value.
+unsafe impl plain::Plain for exec_event {}
+unsafe impl plain::Plain for exec_counts {}
+
+/// The longest an event waits in the ring buffer: the program does not wake us
+/// for every exec (see bpf/include/wakeup.h), so we look at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Say "I'm alive!" from the kernel on every execve, and show who ran what.
 #[derive(Parser)]
@@ -56,7 +76,7 @@ fn main() -> Result<()> {
 
     // attach: the kprobe from the talk if this kernel has kprobes, else the tracepoint.
     let progs = &skel.progs;
-    let _attached = attach_with_fallback(
+    let attached = attach_with_fallback(
         args.attach,
         Hook::kprobe("kprobe on the execve syscall", || {
             Ok(vec![progs.hello_ksyscall.attach_ksyscall(false, "execve")?])
@@ -72,7 +92,13 @@ fn main() -> Result<()> {
         stream_printk(pipe);
     }
 
-    // print events until Ctrl-C; dropping the skeleton and links detaches everything.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
+    // The ring buffer: one callback per event, with the record's bytes.
     let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
@@ -82,18 +108,52 @@ fn main() -> Result<()> {
         ("COMM", 16),
         ("FILENAME", 0),
     ]);
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &exec_event| {
-        table.row(&[
-            clock.at(e.ts_ns),
-            e.pid.to_string(),
-            e.ppid.to_string(),
-            e.uid.to_string(),
-            c_str(&e.comm),
-            c_str(&e.filename),
-        ]);
-    })?
-    .run()?;
-    summary.print("execs");
+    let seen = Cell::new(0u64);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<exec_event>(data) {
+            seen.set(seen.get() + 1);
+            table.row(&[
+                clock.at(e.ts_ns),
+                e.pid.to_string(),
+                e.ppid.to_string(),
+                e.uid.to_string(),
+                c_str(&e.comm),
+                c_str(&e.filename),
+            ]);
+        }
+        // Checked between records, so a stream of events cannot hold off Ctrl-C:
+        // a negative return ends this round of reading (as -EINTR).
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+
+    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
+    // passes; consume() then reads what came without a wake-up.
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {} // events handled, or interrupted by Ctrl-C
+        }
+    }
+
+    // Detach, so that nothing new arrives, then read what is still in the ring:
+    // one record per call, now that `stop` is set.
+    drop(attached);
+    while ring.consume_raw() == -nix::libc::EINTR {}
+
+    // The summary, from the program's per-CPU counters.
+    let n: exec_counts = per_cpu_sum(&skel.maps.counts, 0)?;
+    eprintln!("{} execs seen, {} events lost", seen.get(), n.lost);
+    if n.lost > 0 {
+        eprintln!("(the ring buffer was full: we read too slowly; see bpf/hello.bpf.c)");
+    }
     Ok(())
 }
 

@@ -19,16 +19,26 @@
 use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{c_str, Table};
-use ebpf_workshop::netns::{in_namespace, NETNS_DIR};
+use ebpf_workshop::netns::{in_namespace, namespaces_with_interface, NETNS_DIR};
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::{install_stop_handler, stop_requested, sum_u64};
-use ebpf_workshop::skel::net_events::NetEventsSkelBuilder;
+use ebpf_workshop::iface::interface;
+use ebpf_workshop::libbpf_output::muted;
+use ebpf_workshop::maps::per_cpu_sum;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+// The skeleton that build.rs generated from bpf/net_events.bpf.c: ten programs,
+// one per tracepoint, and the per-CPU `counts` map they share.
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/net_events.skel.rs"));
+}
+use skel::NetEventsSkelBuilder;
 
 /// Count net:* tracepoint hits, optionally for one namespace or interface.
 #[derive(Parser)]
@@ -77,7 +87,7 @@ fn main() -> Result<()> {
                     "the BPF object has no program {prog_name}: rebuild (`cargo build --examples`)"
                 )
             })?;
-        match preflight::libbpf_muted(|| prog.attach_raw_tracepoint(name)) {
+        match muted(|| prog.attach_raw_tracepoint(name)) {
             Ok(link) => links.push(link),
             Err(_) => eprintln!("note: this kernel has no tracepoint net:{name}; not counted"),
         }
@@ -91,24 +101,26 @@ fn main() -> Result<()> {
     eprintln!("attached: {} net:* tracepoints (raw tracepoints), counting in {scope}", links.len());
 
     let read = || -> Vec<u64> {
-        (0..names.len() as u32).map(|i| sum_u64(&skel.maps.counts, i).unwrap_or(0)).collect()
+        (0..names.len() as u32).map(|i| per_cpu_sum(&skel.maps.counts, i).unwrap_or(0)).collect()
     };
     let mut child = match args.command.split_first() {
         Some((program, rest)) => Some(
-            Command::new(program)
-                .args(rest)
-                .spawn()
-                .with_context(|| format!("running {program}"))?,
+            Command::new(program).args(rest).spawn().map_err(|e| {
+                anyhow::anyhow!("cannot run `{program}`: {e} (is it installed, and on PATH?)")
+            })?,
         ),
         None => None,
     };
     let columns = [("EVENT", 30), ("COUNT", 0)];
     let table = (args.interval > 0).then(|| Table::new(&columns));
     // Count until Ctrl-C, or until the command exits.
-    install_stop_handler();
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let mut last_print = Instant::now();
     let status = loop {
-        if stop_requested() {
+        if stop.load(Ordering::SeqCst) {
             break None;
         }
         if let Some(exited) = child.as_mut().map(|c| c.try_wait()).transpose()?.flatten() {
@@ -133,7 +145,10 @@ fn main() -> Result<()> {
     }
     table.row(&["all", &counts.iter().sum::<u64>().to_string()]);
     if let Some(s) = status.filter(|s| !s.success()) {
-        bail!("the command exited with {s}");
+        match s.code() {
+            Some(code) => bail!("the command failed (exit code {code})"),
+            None => bail!("the command was killed ({s})"),
+        }
     }
     Ok(())
 }
@@ -155,8 +170,15 @@ fn filters(args: &Args) -> Result<(u32, u32)> {
         .ino() as u32;
     let ifindex = match (&args.iface, &args.netns) {
         (None, _) => 0,
-        (Some(i), None) => ebpf_workshop::net::interface(i)?.index,
-        (Some(i), Some(ns)) => in_namespace(ns, || ebpf_workshop::net::interface(i))??.index,
+        (Some(i), None) => {
+            // An interface of another namespace: say how to name both.
+            let here = nix::net::if_::if_nametoindex(i.as_str()).is_ok();
+            if let Some(ns) = namespaces_with_interface(i).first().filter(|_| !here) {
+                bail!("interface {i} is in network namespace {ns}: add `--netns {ns} --iface {i}`");
+            }
+            interface(i)?.index
+        }
+        (Some(i), Some(ns)) => in_namespace(ns, || interface(i))??.index,
     };
     Ok((inode, ifindex))
 }

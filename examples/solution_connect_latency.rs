@@ -16,18 +16,31 @@
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF, ring buffers (5.8+).
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::solution_connect_latency::{
-    types::latency_event, SolutionConnectLatencySkelBuilder,
-};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::TracepointCategory;
+use libbpf_rs::{ErrorKind, RingBufferBuilder, TracepointCategory};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/solution_connect_latency.skel.rs"));
+}
+use skel::types::latency_event;
+use skel::SolutionConnectLatencySkelBuilder;
+
+// SAFETY: a plain C struct of integers.
+unsafe impl plain::Plain for latency_event {}
+
+/// How often we read the ring buffer when the program has not woken us.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Trace outgoing TCP connections with their handshake latency in microseconds.
 #[derive(Parser)]
@@ -50,13 +63,18 @@ fn main() -> Result<()> {
     open.maps.rodata_data.as_mut().context("the program has no read-only data")?.target_pid =
         args.pid.unwrap_or(0);
     let skel = open.load().context("loading the BPF program into the kernel")?;
-    let _link = skel
+    let attached = skel
         .progs
         .connect_latency
         .attach_tracepoint(TracepointCategory::Sock, "inet_sock_set_state")
         .context("attaching to the tracepoint sock:inet_sock_set_state")?;
     eprintln!("attached: tracepoint sock:inet_sock_set_state");
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
@@ -68,8 +86,11 @@ fn main() -> Result<()> {
         ("LAT(us)", 10),
         ("RESULT", 0),
     ]);
-    let summary =
-        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &latency_event| {
+    let seen = Cell::new(0u64);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<latency_event>(data) {
+            seen.set(seen.get() + 1);
             let result = match e.ret {
                 0 => "ok".to_string(),
                 err => errno_name(err), // e.g. ECONNREFUSED
@@ -84,8 +105,26 @@ fn main() -> Result<()> {
                 format!("{:.2}", e.latency_ns as f64 / 1000.0),
                 result,
             ]);
-        })?
-        .run()?;
-    summary.print("connections");
+        }
+        // Checked between records, so a stream of events cannot hold off Ctrl-C.
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {}
+        }
+    }
+    drop(attached); // detach, then read what is left
+    while ring.consume_raw() == -nix::libc::EINTR {}
+    let lost: u64 = per_cpu_sum(&skel.maps.lost_events, 0)?;
+    eprintln!("{} connections seen, {lost} events lost", seen.get());
     Ok(())
 }

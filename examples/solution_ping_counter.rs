@@ -16,18 +16,28 @@
 //! (generic mode works everywhere).
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{ip, Clock, Table};
-use ebpf_workshop::net::{attach_xdp, interface, XdpOptions};
+use ebpf_workshop::iface::interface;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::{install_stop_handler, stop_requested};
-use ebpf_workshop::skel::solution_ping_counter::{types::ping_key, SolutionPingCounterSkelBuilder};
+use ebpf_workshop::xdp;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/solution_ping_counter.skel.rs"));
+}
+use skel::types::ping_key;
+use skel::SolutionPingCounterSkelBuilder;
+
+// SAFETY: a plain C struct of integers.
+unsafe impl plain::Plain for ping_key {}
 
 /// Count pings (ICMP/ICMPv6 echo requests) per source address with XDP.
 #[derive(Parser)]
@@ -37,14 +47,16 @@ use libbpf_rs::{MapCore, MapFlags};
 struct Args {
     /// Interface whose incoming pings to count (`ip link` lists them).
     iface: String,
-    #[command(flatten)]
-    xdp: XdpOptions,
+    /// Replace an XDP program already attached to the interface.
+    #[arg(long)]
+    replace: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    xdp::make_room(&iface, args.replace)?;
 
     // open → load (nothing to configure) → attach
     let mut storage = MaybeUninit::uninit();
@@ -52,15 +64,22 @@ fn main() -> Result<()> {
         .open(&mut storage)
         .context("opening the BPF object")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let _link = attach_xdp(&skel.progs.xdp_ping_counter, &iface, &args.xdp)?;
+    let _link = skel
+        .progs
+        .xdp_ping_counter
+        .attach_xdp(iface.index as i32)
+        .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
+    eprintln!("attached: XDP program xdp_ping_counter on {} ({} mode)", iface.name, xdp::mode(&iface));
     eprintln!("counting pings");
 
     // No ring buffer to wait on: look at the map once a second, until Ctrl-C.
-    install_stop_handler();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let mut shown = Vec::new();
     let mut next = Instant::now() + Duration::from_secs(1);
-    while !stop_requested() {
+    while !stop.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(100)); // short: Ctrl-C stays responsive
         if Instant::now() < next {
             continue;

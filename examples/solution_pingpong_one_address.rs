@@ -20,15 +20,33 @@
 
 use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
-use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpOptions};
+use ebpf_workshop::format::ip;
+use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::solution_pingpong_one_address::SolutionPingpongOneAddressSkelBuilder;
+use ebpf_workshop::xdp;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, RingBufferBuilder};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/solution_pingpong_one_address.skel.rs"));
+}
+use skel::types::{echo_event, pingpong_counts};
+use skel::SolutionPingpongOneAddressSkelBuilder;
+
+// SAFETY: plain C structs of integers.
+unsafe impl plain::Plain for echo_event {}
+unsafe impl plain::Plain for pingpong_counts {}
+
+/// How often we read the ring buffer when the program has not woken us.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Answer pings to one IPv4 address with XDP_TX; all other pings go to the kernel.
 #[derive(Parser)]
@@ -41,8 +59,9 @@ struct Args {
     /// The IPv4 address whose pings the program answers.
     #[arg(long, value_name = "ADDR")]
     only: Ipv4Addr,
-    #[command(flatten)]
-    xdp: XdpOptions,
+    /// Replace an XDP program already attached to the interface.
+    #[arg(long)]
+    replace: bool,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -53,6 +72,7 @@ fn main() -> Result<()> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
+    xdp::make_room(&iface, args.replace)?;
     if !has_address(&iface.name, args.only) {
         eprintln!(
             "note: {} is not an address of {}: nobody will send pings for it there \
@@ -71,14 +91,49 @@ fn main() -> Result<()> {
     open.maps.rodata_data.as_mut().context("no read-only data")?.only_addr =
         u32::from_ne_bytes(args.only.octets());
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let _link = attach_xdp(&skel.progs.xdp_pingpong_one, &iface, &args.xdp)?;
+    let link = skel
+        .progs
+        .xdp_pingpong_one
+        .attach_xdp(iface.index as i32)
+        .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
+    eprintln!("attached: XDP program xdp_pingpong_one on {} ({} mode)", iface.name, xdp::mode(&iface));
     eprintln!("answering pings to {}", args.only);
 
-    let pings = EchoTable::new();
-    let summary =
-        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
-            .run()?;
-    print_pingpong_summary(&skel.maps.counts, &summary)
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+    let pings = PingTable::new(true);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
+        }
+        // Checked between records, so a stream of events cannot hold off Ctrl-C.
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {}
+        }
+    }
+    drop(link); // detach, then read what is left
+    while ring.consume_raw() == -nix::libc::EINTR {}
+
+    let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;
+    eprintln!("packets: replied {}, passed {}", n.replied, n.passed);
+    eprintln!("{} pings seen, {} events lost", pings.rows(), n.lost);
+    Ok(())
 }
 
 /// Is `addr` one of `iface`'s addresses?

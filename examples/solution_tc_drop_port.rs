@@ -17,19 +17,33 @@
 //!
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::format::{endpoint, ip_version, Clock, Table};
-use ebpf_workshop::net::{guard_default_route, interface};
+use ebpf_workshop::format::{endpoint, ip_version, tcp_flags, Clock, Table};
+use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::solution_tc_drop_port::{
-    types::drop_event, SolutionTcDropPortSkelBuilder,
-};
-use ebpf_workshop::tc::{cleanup_or_attach, TcOptions};
+use ebpf_workshop::tc::{self, TcApi};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, RingBufferBuilder};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/solution_tc_drop_port.skel.rs"));
+}
+use skel::types::drop_event;
+use skel::SolutionTcDropPortSkelBuilder;
+
+// SAFETY: a plain C struct of integers.
+unsafe impl plain::Plain for drop_event {}
+
+/// How often we read the ring buffer when the program has not woken us.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// SSH: dropping it on the interface you are logged in through locks you out.
 const SSH_PORT: u16 = 22;
@@ -45,8 +59,12 @@ struct Args {
     /// Destination TCP port to drop.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
-    #[command(flatten)]
-    tc: TcOptions,
+    /// How to attach: a TCX link (Linux 6.6+) or a clsact qdisc and netlink filter.
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: TcApi,
+    /// Remove the netlink filter that a killed earlier run left, then exit.
+    #[arg(long)]
+    cleanup: bool,
     /// Run even on the interface that carries the default route (with --port 22).
     #[arg(long)]
     force: bool,
@@ -56,6 +74,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    if args.cleanup {
+        return tc::cleanup(&iface);
+    }
     if args.port == SSH_PORT {
         guard_default_route(&iface, args.force, "drop incoming SSH")?;
     }
@@ -67,39 +88,54 @@ fn main() -> Result<()> {
         .context("opening the BPF object")?;
     open.maps.rodata_data.as_mut().context("no read-only data")?.drop_port = args.port;
     let skel = open.load().context("loading the TC program into the kernel")?;
-    let Some(_attached) = cleanup_or_attach(&skel.progs.tc_drop_port, &iface, &args.tc)? else {
-        return Ok(());
-    };
+    let attached = tc::attach_ingress(&skel.progs.tc_drop_port, &iface, args.attach)?;
+    eprintln!(
+        "attached: TC ingress program tc_drop_port on {} ({})",
+        iface.name,
+        attached.describe()
+    );
     eprintln!("dropping incoming TCP to port {}", args.port);
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let table =
         Table::new(&[("TIME(s)", 9), ("IP", 2), ("SOURCE", 28), ("DESTINATION", 28), ("FLAGS", 0)]);
-    let summary = RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &drop_event| {
-        table.row(&[
-            clock.at(e.ts_ns),
-            ip_version(e.family),
-            endpoint(e.family, &e.saddr, e.sport),
-            endpoint(e.family, &e.daddr, e.dport),
-            tcp_flags(e.tcp_flags),
-        ]);
-    })?
-    .run()?;
-    summary.print("dropped segments");
+    let seen = Cell::new(0u64);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<drop_event>(data) {
+            seen.set(seen.get() + 1);
+            table.row(&[
+                clock.at(e.ts_ns),
+                ip_version(e.family),
+                endpoint(e.family, &e.saddr, e.sport),
+                endpoint(e.family, &e.daddr, e.dport),
+                tcp_flags(e.tcp_flags),
+            ]);
+        }
+        // Checked between records, so a stream of events cannot hold off Ctrl-C.
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {}
+        }
+    }
+    drop(attached); // detach, then read what is left
+    while ring.consume_raw() == -nix::libc::EINTR {}
+    let lost: u64 = per_cpu_sum(&skel.maps.lost_events, 0)?;
+    eprintln!("{} dropped segments seen, {lost} events lost", seen.get());
     Ok(())
-}
-
-/// The TCP flags as tcpdump prints them: S (SYN), . (ACK), F, R, P, U, E, W.
-fn tcp_flags(bits: u8) -> String {
-    const NAMES: [(u8, char); 8] = [
-        (0x02, 'S'),
-        (0x01, 'F'),
-        (0x04, 'R'),
-        (0x08, 'P'),
-        (0x20, 'U'),
-        (0x40, 'E'),
-        (0x80, 'W'),
-        (0x10, '.'),
-    ];
-    NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, c)| *c).collect()
 }

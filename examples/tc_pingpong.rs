@@ -14,16 +14,36 @@
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
-use ebpf_workshop::net::{guard_default_route, interface};
+use ebpf_workshop::format::ip;
+use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder;
-use ebpf_workshop::tc::{cleanup_or_attach, TcOptions};
+use ebpf_workshop::tc::{self, TcApi};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, RingBufferBuilder};
+
+// The skeleton that build.rs generated from bpf/tc_pingpong.bpf.c: the program, its
+// maps, and Rust twins of the C types it shares with us.
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tc_pingpong.skel.rs"));
+}
+use skel::types::{echo_action, echo_event, pingpong_counts};
+use skel::TcPingpongSkelBuilder;
+
+// SAFETY: plain C structs of integers: any bytes of the right length are a value.
+unsafe impl plain::Plain for echo_event {}
+unsafe impl plain::Plain for pingpong_counts {}
+
+/// The longest a report waits in the ring buffer: the program does not wake us
+/// for every ping (see bpf/include/wakeup.h), so we look at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Answer pings at TC ingress with bpf_clone_redirect.
 #[derive(Parser)]
@@ -33,11 +53,16 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
-    #[command(flatten)]
-    tc: TcOptions,
-    /// No line per ping, only the summary at exit (for floods and benchmarks).
+    /// No report per ping, only the counters (the program skips the reports).
     #[arg(long)]
     quiet: bool,
+    /// How to attach: a TCX link (Linux 6.6+) or the classic clsact qdisc and
+    /// netlink filter.
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: TcApi,
+    /// Remove the netlink filter that a killed earlier run left, then exit.
+    #[arg(long)]
+    cleanup: bool,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -47,19 +72,79 @@ fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
+    if args.cleanup {
+        return tc::cleanup(&iface);
+    }
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
 
+    // open: libbpf reads the object built into the skeleton; nothing is in the
+    // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
-    let open =
+    let mut open =
         TcPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    let skel = open.load().context("loading the TC program into the kernel")?;
-    let Some(_attached) = cleanup_or_attach(&skel.progs.tc_pingpong, &iface, &args.tc)? else {
-        return Ok(());
-    };
+    open.maps.rodata_data.as_mut().context("no read-only data")?.report_pings = !args.quiet;
 
-    let pings = EchoTable::showing_rows(!args.quiet);
-    let summary =
-        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
-            .run()?;
-    print_pingpong_summary(&skel.maps.counts, &summary)
+    // load: the maps are created and the verifier checks the program.
+    let skel = open.load().context("loading the TC program into the kernel")?;
+
+    // attach: libbpf-rs has no call for TCX links yet, so src/tc.rs makes one
+    // (or, before Linux 6.6, a clsact qdisc with a netlink filter).
+    let attached = tc::attach_ingress(&skel.progs.tc_pingpong, &iface, args.attach)?;
+    eprintln!(
+        "attached: TC ingress program tc_pingpong on {} ({})",
+        iface.name,
+        attached.describe()
+    );
+
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
+    // The ring buffer: one callback per report, with the record's bytes.
+    let pings = PingTable::new(!args.quiet);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            let action = match e.action {
+                echo_action::ECHO_ANSWERED => "answered",
+                _ => "dropped", // the answer could not be sent
+            };
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(e.ts_ns, action, src, dst, e.id, e.seq);
+        }
+        // Checked between records, so a flood of reports cannot hold off Ctrl-C:
+        // a negative return ends this round of reading (as -EINTR).
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+
+    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
+    // passes; consume() then reads what came without a wake-up.
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {} // reports handled, or interrupted by Ctrl-C
+        }
+    }
+
+    // Detach, so that nothing new arrives, then read what is still in the ring:
+    // one record per call, now that `stop` is set.
+    drop(attached);
+    while ring.consume_raw() == -nix::libc::EINTR {}
+
+    // The summary, from the program's per-CPU counters.
+    let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;
+    eprintln!("packets: replied {}, passed {}, failed {}", n.replied, n.passed, n.failed);
+    if !args.quiet {
+        eprintln!("{} pings seen, {} events lost", pings.rows(), n.lost);
+    }
+    Ok(())
 }

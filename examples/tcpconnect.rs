@@ -13,16 +13,34 @@
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF, ring buffers (5.8+).
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::attach::{attach_with_fallback, AttachMode, Hook, HookKind};
 use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
+use ebpf_workshop::kprobe_fallback::{attach_with_fallback, AttachMode, Hook, HookKind};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::tcpconnect::{types::connect_event, TcpconnectSkelBuilder};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::TracepointCategory;
+use libbpf_rs::{ErrorKind, RingBufferBuilder, TracepointCategory};
+
+// The skeleton that build.rs generated from bpf/tcpconnect.bpf.c: the programs,
+// their maps, and Rust twins of the C types they share with us (bpf/tcpconnect.h).
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/tcpconnect.skel.rs"));
+}
+use skel::types::{connect_counts, connect_event};
+use skel::TcpconnectSkelBuilder;
+
+// SAFETY: plain C structs of integers: any bytes of the right length are a value.
+unsafe impl plain::Plain for connect_event {}
+unsafe impl plain::Plain for connect_counts {}
+
+/// The longest an event waits in the ring buffer: the program does not wake us
+/// for every connection (see bpf/include/wakeup.h), so we look at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Trace outgoing TCP connections: process, source, destination, result.
 #[derive(Parser)]
@@ -73,12 +91,20 @@ fn main() -> Result<()> {
     )?;
     // What RESULT means depends on the hook: the kprobe sees the function's return
     // (SYN sent or not), the tracepoint sees how the handshake ended.
-    let result_name = |ret: i32| match (ret, attached.kind) {
+    let kind = attached.kind;
+    let result_name = |ret: i32| match (ret, kind) {
         (0, HookKind::Kprobe) => "sent".to_string(),
         (0, HookKind::Tracepoint) => "ok".to_string(),
         (err, _) => errno_name(err), // e.g. ECONNREFUSED
     };
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
+    // The ring buffer: one callback per event, with the record's bytes.
     let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),
@@ -89,8 +115,9 @@ fn main() -> Result<()> {
         ("DESTINATION", 22),
         ("RESULT", 0),
     ]);
-    let summary =
-        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &connect_event| {
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<connect_event>(data) {
             table.row(&[
                 clock.at(e.ts_ns),
                 e.pid.to_string(),
@@ -100,8 +127,36 @@ fn main() -> Result<()> {
                 endpoint(e.family, &e.daddr, e.dport),
                 result_name(e.ret),
             ]);
-        })?
-        .run()?;
-    summary.print("connections");
+        }
+        // Checked between records, so a stream of events cannot hold off Ctrl-C:
+        // a negative return ends this round of reading (as -EINTR).
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+
+    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
+    // passes; consume() then reads what came without a wake-up.
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {} // events handled, or interrupted by Ctrl-C
+        }
+    }
+
+    // Detach, so that nothing new arrives, then read what is still in the ring:
+    // one record per call, now that `stop` is set.
+    drop(attached);
+    while ring.consume_raw() == -nix::libc::EINTR {}
+
+    // The summary, from the program's per-CPU counters.
+    let n: connect_counts = per_cpu_sum(&skel.maps.counts, 0)?;
+    let plural = if n.reported == 1 { "connection" } else { "connections" };
+    eprintln!("{} {plural} seen, {} events lost", n.reported, n.lost);
     Ok(())
 }

@@ -15,15 +15,36 @@
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, an interface with XDP support.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ebpf_workshop::echo::{print_pingpong_summary, EchoEvent, EchoTable};
-use ebpf_workshop::net::{attach_xdp, guard_default_route, interface, XdpOptions};
+use ebpf_workshop::format::ip;
+use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
-use ebpf_workshop::ring::RingReader;
-use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
+use ebpf_workshop::xdp;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, RingBufferBuilder};
+
+// The skeleton that build.rs generated from bpf/xdp_pingpong.bpf.c: the program,
+// its maps, and Rust twins of the C types it shares with us.
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/xdp_pingpong.skel.rs"));
+}
+use skel::types::{echo_event, pingpong_counts};
+use skel::XdpPingpongSkelBuilder;
+
+// SAFETY: plain C structs of integers: any bytes of the right length are a value.
+unsafe impl plain::Plain for echo_event {}
+unsafe impl plain::Plain for pingpong_counts {}
+
+/// The longest a report waits in the ring buffer: the program does not wake us
+/// for every ping (see bpf/include/wakeup.h), so we look at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Answer pings (ICMP/ICMPv6 echo requests) with XDP_TX, bypassing the kernel stack.
 #[derive(Parser)]
@@ -33,11 +54,13 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
-    #[command(flatten)]
-    xdp: XdpOptions,
-    /// No line per ping, only the summary at exit (for floods and benchmarks).
+    /// No report per ping, only the counters (the program skips the reports).
     #[arg(long)]
     quiet: bool,
+    /// Replace an XDP program already attached to the interface (it is removed,
+    /// and not put back on exit).
+    #[arg(long)]
+    replace: bool,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -48,16 +71,72 @@ fn main() -> Result<()> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
+    xdp::make_room(&iface, args.replace)?;
 
+    // open: libbpf reads the object built into the skeleton; nothing is in the
+    // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
-    let open =
+    let mut open =
         XdpPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    let skel = open.load().context("loading the XDP program into the kernel")?;
-    let _link = attach_xdp(&skel.progs.xdp_pingpong, &iface, &args.xdp)?;
+    open.maps.rodata_data.as_mut().context("no read-only data")?.report_pings = !args.quiet;
 
-    let pings = EchoTable::showing_rows(!args.quiet);
-    let summary =
-        RingReader::new(&skel.maps.events, &skel.maps.lost_events, |e: &EchoEvent| pings.row(e))?
-            .run()?;
-    print_pingpong_summary(&skel.maps.counts, &summary)
+    // load: the maps are created and the verifier checks the program.
+    let skel = open.load().context("loading the XDP program into the kernel")?;
+
+    // attach: from now on every frame on the interface runs xdp_pingpong. It is a
+    // bpf_link: when this process ends, even killed, the program is detached.
+    let link = skel
+        .progs
+        .xdp_pingpong
+        .attach_xdp(iface.index as i32)
+        .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
+    eprintln!("attached: XDP program xdp_pingpong on {} ({} mode)", iface.name, xdp::mode(&iface));
+
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
+    // is detached on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
+    // The ring buffer: one callback per report, with the record's bytes.
+    let pings = PingTable::new(!args.quiet);
+    let mut builder = RingBufferBuilder::new();
+    builder.add(&skel.maps.events, |data: &[u8]| {
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
+        }
+        // Checked between records, so a flood of reports cannot hold off Ctrl-C:
+        // a negative return ends this round of reading (as -EINTR).
+        if stop.load(Ordering::SeqCst) {
+            -nix::libc::EINTR
+        } else {
+            0
+        }
+    })?;
+    let ring = builder.build().context("setting up the ring buffer")?;
+
+    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
+    // passes; consume() then reads what came without a wake-up.
+    while !stop.load(Ordering::SeqCst) {
+        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+            Err(e) if e.kind() != ErrorKind::Interrupted => {
+                return Err(e).context("reading the ring buffer")
+            }
+            _ => {} // reports handled, or interrupted by Ctrl-C
+        }
+    }
+
+    // Detach (close the link), so that nothing new arrives, then read what is
+    // still in the ring: one record per call, now that `stop` is set.
+    drop(link);
+    while ring.consume_raw() == -nix::libc::EINTR {}
+
+    // The summary, from the program's per-CPU counters.
+    let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;
+    eprintln!("packets: replied {}, passed {}", n.replied, n.passed);
+    if !args.quiet {
+        eprintln!("{} pings seen, {} events lost", pings.rows(), n.lost);
+    }
+    Ok(())
 }

@@ -4,8 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-/// `AF_INET` / `AF_INET6` as the kernel stores them in `sk_family`.
-pub const AF_INET: u16 = 2;
+/// `AF_INET6` as the kernel stores it in `sk_family` (anything else prints as IPv4).
 pub const AF_INET6: u16 = 10;
 
 /// An address the BPF side stored in 16 bytes (IPv4 in the first 4), in network
@@ -26,6 +25,74 @@ pub fn endpoint(family: u16, bytes: &[u8; 16], port: u16) -> String {
 /// The IP column: "4" or "6".
 pub fn ip_version(family: u16) -> String {
     if family == AF_INET6 { "6" } else { "4" }.to_string()
+}
+
+/// TCP flags as names joined by commas ("SYN", "SYN,ACK", "RST,ACK"), from the
+/// flags byte of the TCP header (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10,
+/// URG 0x20, ECE 0x40, CWR 0x80).
+pub fn tcp_flags(bits: u8) -> String {
+    const NAMES: [(u8, &str); 8] = [
+        (0x02, "SYN"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+    let names: Vec<&str> = NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, n)| *n).collect();
+    names.join(",")
+}
+
+/// The facts of a captured TCP segment, for one printed line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSummary {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// "SYN", "SYN,ACK", "PSH,ACK", ... (see [`tcp_flags`]).
+    pub flags: String,
+    /// Frame length in bytes.
+    pub len: usize,
+}
+
+/// Parse an Ethernet frame holding IPv4 or IPv6 TCP (one VLAN tag allowed), as a
+/// packet socket receives it.
+pub fn tcp_summary(frame: &[u8]) -> Option<TcpSummary> {
+    const ETH_P_IP: u16 = 0x0800;
+    const ETH_P_IPV6: u16 = 0x86DD;
+    const ETH_P_8021Q: u16 = 0x8100;
+    const IPPROTO_TCP: u8 = 6;
+    let be16 = |b: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    };
+    let mut l3 = 14;
+    let mut ethertype = be16(frame, 12)?;
+    if ethertype == ETH_P_8021Q {
+        ethertype = be16(frame, 16)?;
+        l3 = 18;
+    }
+    let ip = frame.get(l3..)?;
+    let (src, dst, l4) = match ethertype {
+        ETH_P_IP if ip.len() >= 20 && ip[9] == IPPROTO_TCP => {
+            let s: [u8; 4] = ip[12..16].try_into().ok()?;
+            let d: [u8; 4] = ip[16..20].try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), usize::from(ip[0] & 0xF) * 4)
+        }
+        ETH_P_IPV6 if ip.len() >= 40 && ip[6] == IPPROTO_TCP => {
+            let s: [u8; 16] = ip[8..24].try_into().ok()?;
+            let d: [u8; 16] = ip[24..40].try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), 40)
+        }
+        _ => return None,
+    };
+    let tcp = ip.get(l4..l4 + 20)?;
+    Some(TcpSummary {
+        src: SocketAddr::new(src, be16(tcp, 0)?),
+        dst: SocketAddr::new(dst, be16(tcp, 2)?),
+        flags: tcp_flags(tcp[13]),
+        len: frame.len(),
+    })
 }
 
 /// A kernel `-errno` as its name ("ECONNREFUSED"), the way people search for it.
@@ -115,7 +182,7 @@ mod tests {
     fn addresses_print_like_ip_does() {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&[10, 0, 0, 1]);
-        assert_eq!(endpoint(AF_INET, &v4, 80), "10.0.0.1:80");
+        assert_eq!(endpoint(2, &v4, 80), "10.0.0.1:80");
         let v6: [u8; 16] = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
         assert_eq!(endpoint(AF_INET6, &v6, 443), "[fd00::1]:443");
     }
@@ -125,5 +192,13 @@ mod tests {
         assert_eq!(c_str(&[104, 105, 0, 120]), "hi");
         let t = Table { widths: vec![4, 3] };
         assert_eq!(t.line(&["a", "b", "last one"]), "a    b   last one");
+    }
+
+    #[test]
+    fn tcp_flags_read_like_tcpdump_words() {
+        assert_eq!(tcp_flags(0x02), "SYN");
+        assert_eq!(tcp_flags(0x12), "SYN,ACK");
+        assert_eq!(tcp_flags(0x14), "RST,ACK");
+        assert_eq!(tcp_flags(0), "");
     }
 }

@@ -1,31 +1,35 @@
-//! ebpf-workshop: the plumbing every example shares, so each example can stay a
-//! short lesson.
+//! ebpf-workshop's helpers: only what libbpf-rs does not do for us, and what is not
+//! the lesson. Each example shows the libbpf-rs life cycle itself (open, load,
+//! attach, ring buffer, poll loop); these modules are small, one job each, and
+//! `make new` copies the ones an example uses into a project of its own.
 //!
-//! - [`skel`]: one generated skeleton per `bpf/<name>.bpf.c`.
-//! - [`preflight`]: privilege / BTF / tracefs checks with one clear sentence each.
-//! - [`ring`]: read a ring buffer until Ctrl-C, decoding records into C's types.
-//! - [`attach`]: try the talk's hook, fall back to an equivalent one, say which.
-//! - [`echo`]: the ping report every packet program sends.
-//! - [`format`]: addresses, ports, times and aligned columns.
-//! - [`frames`]: hand-built frames for BPF_PROG_TEST_RUN tests and benchmarks.
-//! - [`net`]: interface lookup and checks, XDP attachment through a bpf_link.
+//! Used by the examples:
+//! - [`preflight`]: privileges, BTF and tracefs, checked with one clear sentence each.
+//! - [`iface`]: find an interface by name; guard the one carrying the default route.
+//! - [`xdp`]: an interface that already has an XDP program; which XDP mode is live.
+//! - [`tc`]: TC ingress attachment, TCX link or netlink clsact (libbpf-rs lacks TCX).
+//! - [`kprobe_fallback`]: try the talk's kprobe, fall back to a tracepoint, say which.
 //! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
-//! - [`tc`]: TC ingress attachment, TCX link or netlink clsact.
-//! - [`netns`], [`lab`]: network namespaces and the two-namespace packet lab.
+//! - [`maps`]: add up the per-CPU copies of a counter map.
+//! - [`pings`], [`format`]: rows and columns a person can scan.
+//! - [`netns`]: run code inside a named network namespace.
+//! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
+//!
+//! Not used by the examples (the lab, the tests and `make bench`):
+//! - [`lab`]: the two-namespace packet lab.
+//! - [`frames`]: hand-built frames and their expected replies, for tests.
 
-pub mod attach;
-pub mod echo;
 pub mod format;
-pub mod frames;
-pub mod lab;
-pub mod net;
+pub mod iface;
+pub mod kprobe_fallback;
+pub mod libbpf_output;
+pub mod maps;
 pub mod netns;
 pub mod packet_socket;
+pub mod pings;
 pub mod preflight;
-pub mod ring;
 pub mod tc;
+pub mod xdp;
 
-/// Generated skeletons, one module per `bpf/<name>.bpf.c` (see `build.rs`).
-pub mod skel {
-    include!(concat!(env!("OUT_DIR"), "/skels.rs"));
-}
+pub mod frames;
+pub mod lab;

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use anyhow::{Context, Result};
 use nix::libc;
 
-use crate::net::Interface;
+use crate::iface::Interface;
 
 /// `ETH_P_ALL` from `<linux/if_ether.h>`: every protocol.
 const ETH_P_ALL: u16 = 0x0003;

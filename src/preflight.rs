@@ -1,12 +1,11 @@
 //! Checks that run before anything is loaded, so a user sees one sentence that says
-//! what to do instead of a page of libbpf errors.
+//! what to do instead of a page of libbpf errors. They only check; they change
+//! nothing on the machine.
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::PrintLevel;
 
 /// Capability numbers from `<linux/capability.h>`.
 const CAP_NET_ADMIN: u32 = 12;
@@ -14,6 +13,9 @@ const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+
+/// The directory where the kernel's trace files live (trace_pipe, events/).
+pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// What an example is about to do; each needs different privileges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,12 +30,6 @@ pub enum Needs {
 
 /// Everything an example checks before it opens its skeleton.
 pub fn check(needs: Needs) -> Result<()> {
-    // Errors here are sentences for a person, not crashes: no backtrace under them
-    // even when RUST_BACKTRACE is set (EBPF_WORKSHOP_DEBUG=1 brings them back).
-    if std::env::var_os("EBPF_WORKSHOP_DEBUG").is_none() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    }
-    quiet_libbpf_debug();
     privileges(needs)?;
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         bail!(
@@ -42,8 +38,11 @@ pub fn check(needs: Needs) -> Result<()> {
              kernels since 2020 are"
         );
     }
-    if needs == Needs::Tracing {
-        tracefs()?;
+    if needs == Needs::Tracing && !Path::new(TRACEFS).join("trace_pipe").exists() {
+        bail!(
+            "tracefs is not mounted on {TRACEFS} (tracepoints and bpf_printk need it): \
+             mount it with `sudo mount -t tracefs tracefs {TRACEFS}` (`make deps` does)"
+        );
     }
     Ok(())
 }
@@ -59,10 +58,12 @@ fn privileges(needs: Needs) -> Result<()> {
     // Before 5.8 there was no CAP_BPF/CAP_PERFMON and CAP_SYS_ADMIN covered both.
     let ok = (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(second) || has(CAP_SYS_ADMIN));
     if !ok {
+        // The command as the user typed it, so that it can be copied with sudo.
+        let command: Vec<String> = std::env::args().collect();
         bail!(
             "loading eBPF programs needs root (or CAP_BPF and {name}): run it with sudo, \
              e.g. `sudo {}` (`cargo run --example ...` does that for you)",
-            std::env::args().next().unwrap_or_default()
+            command.join(" ")
         );
     }
     Ok(())
@@ -76,57 +77,4 @@ fn effective_caps() -> Result<u64> {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .context("no CapEff line in /proc/self/status")?;
     u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
-}
-
-/// The directory where the kernel's trace files live (trace_pipe, events/).
-pub const TRACEFS: &str = "/sys/kernel/tracing";
-
-/// Tracepoints and bpf_printk need tracefs; mount it when the system has not.
-fn tracefs() -> Result<()> {
-    if Path::new(TRACEFS).join("trace_pipe").exists() {
-        return Ok(());
-    }
-    use nix::mount::{mount, MsFlags};
-    mount(
-        Some("tracefs"),
-        TRACEFS,
-        Some("tracefs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| {
-        format!("tracefs is not mounted and mounting it on {TRACEFS} failed: try `sudo mount -t tracefs tracefs {TRACEFS}`")
-    })?;
-    eprintln!("mounted tracefs on {TRACEFS} (tracepoints and bpf_printk need it)");
-    Ok(())
-}
-
-static LIBBPF_MUTED: AtomicBool = AtomicBool::new(false);
-
-/// Show libbpf's warnings (verifier logs, attach errors) unless muted, and hide its
-/// debug chatter. `EBPF_WORKSHOP_DEBUG=1` shows everything.
-fn quiet_libbpf_debug() {
-    // libbpf only calls this for messages at or above the level given below.
-    fn print(_level: PrintLevel, msg: String) {
-        if !LIBBPF_MUTED.load(Ordering::Relaxed)
-            || std::env::var_os("EBPF_WORKSHOP_DEBUG").is_some()
-        {
-            eprint!("{msg}");
-        }
-    }
-    let level = if std::env::var_os("EBPF_WORKSHOP_DEBUG").is_some() {
-        PrintLevel::Debug
-    } else {
-        PrintLevel::Warn
-    };
-    libbpf_rs::set_print(Some((level, print)));
-}
-
-/// Run `f` with libbpf's messages muted: for attempts whose failure we expect and
-/// explain ourselves (a kprobe on a kernel without kprobes).
-pub fn libbpf_muted<T>(f: impl FnOnce() -> T) -> T {
-    let before = LIBBPF_MUTED.swap(true, Ordering::Relaxed);
-    let out = f();
-    LIBBPF_MUTED.store(before, Ordering::Relaxed);
-    out
 }

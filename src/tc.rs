@@ -1,18 +1,22 @@
-//! Attach a TC (traffic control) program to an interface's ingress.
+//! Attach a TC (traffic control) program to an interface's ingress: what
+//! libbpf-rs does not do for us.
 //!
 //! Two kernel interfaces exist:
 //! - TCX (Linux 6.6+): a bpf_link, like XDP's. The kernel removes the program when
 //!   the link's last file descriptor closes, so even `kill -9` leaves nothing.
-//! - netlink (older kernels): a `clsact` qdisc with a BPF filter in it. It stays
-//!   until removed, so we remove on exit what we added, and `--cleanup` removes what
-//!   a killed run left behind.
+//!   libbpf-rs 0.27 has no call for it, so we make the link with libbpf's
+//!   `bpf_link_create()`.
+//! - netlink (older kernels): a `clsact` qdisc with a BPF filter in it (libbpf-rs's
+//!   `TcHook`). It stays until removed, so we remove on exit what we added, and
+//!   `--cleanup` removes what a killed run left behind.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{bail, Result};
 use libbpf_rs::{TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
 
-use crate::net::Interface;
+use crate::iface::Interface;
+use crate::libbpf_output::muted;
 
 /// The netlink filter's handle and priority: fixed, so that a later run can find
 /// (and `--cleanup` can remove) the filter of an earlier one that was killed.
@@ -30,17 +34,6 @@ pub enum TcApi {
     Netlink,
 }
 
-/// The TC options every TC example takes (flattened into its own arguments).
-#[derive(Clone, Debug, clap::Args)]
-pub struct TcOptions {
-    /// How to attach: TCX link (Linux 6.6+) or the classic netlink clsact filter.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub attach: TcApi,
-    /// Remove the netlink filter that a killed earlier run left, then exit.
-    #[arg(long)]
-    pub cleanup: bool,
-}
-
 /// A TC program attached to an interface's ingress; dropping it detaches.
 pub enum TcAttachment {
     Tcx(OwnedFd),
@@ -48,7 +41,7 @@ pub enum TcAttachment {
 }
 
 impl TcAttachment {
-    /// "TCX link" or "netlink clsact filter", for the one line that says which.
+    /// "TCX link" or "clsact qdisc + netlink filter", for the line that says which.
     pub fn describe(&self) -> &'static str {
         match self {
             TcAttachment::Tcx(_) => "TCX link",
@@ -73,12 +66,12 @@ impl Drop for TcAttachment {
 
 /// Attach `prog` at ingress of `iface` the way `api` says, refusing to start when
 /// a killed run left its netlink filter behind.
-pub fn attach_tc_ingress(
+pub fn attach_ingress(
     prog: &libbpf_rs::ProgramMut,
     iface: &Interface,
     api: TcApi,
 ) -> Result<TcAttachment> {
-    if let Some(id) = leftover_filter(prog, iface) {
+    if let Some(id) = leftover_filter(iface) {
         bail!(
             "{} still has the TC filter of an earlier run (program id {id}), probably one that \
              was killed: remove it with --cleanup",
@@ -86,7 +79,7 @@ pub fn attach_tc_ingress(
         );
     }
     if api != TcApi::Netlink {
-        match crate::net::link_create(prog, iface, libbpf_sys::BPF_TCX_INGRESS, 0) {
+        match tcx_link(prog, iface) {
             Ok(fd) => return Ok(TcAttachment::Tcx(fd)),
             Err(e) if api == TcApi::Tcx => bail!(
                 "TCX attach to {} failed ({e}): TCX needs Linux 6.6+; try --attach netlink",
@@ -100,8 +93,29 @@ pub fn attach_tc_ingress(
     attach_netlink(prog, iface)
 }
 
-fn hook(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> TcHook {
-    TcHookBuilder::new(prog.as_fd())
+/// A TCX ingress link: `bpf_link_create(prog, ifindex, BPF_TCX_INGRESS)`. The
+/// returned fd is the link: closing it detaches.
+fn tcx_link(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> std::io::Result<OwnedFd> {
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(
+            prog.as_fd().as_raw_fd(),
+            iface.index as i32,
+            libbpf_sys::BPF_TCX_INGRESS,
+            &opts,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Our netlink filter's hook on `iface` (prog_fd only matters for attach()).
+fn hook(prog_fd: std::os::fd::BorrowedFd, iface: &Interface) -> TcHook {
+    TcHookBuilder::new(prog_fd)
         .ifindex(iface.index as i32)
         .handle(NETLINK_HANDLE)
         .priority(NETLINK_PRIORITY)
@@ -109,14 +123,14 @@ fn hook(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> TcHook {
 }
 
 fn attach_netlink(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Result<TcAttachment> {
-    let mut hook = hook(prog, iface);
+    let mut hook = hook(prog.as_fd(), iface);
     // libbpf-rs's create() hides "already exists"; ask libbpf directly so we know
-    // whether the qdisc is ours to remove later.
+    // whether the qdisc is ours to remove later. EEXIST is expected: no message.
     let mut raw: libbpf_sys::bpf_tc_hook = unsafe { std::mem::zeroed() };
     raw.sz = std::mem::size_of_val(&raw) as _;
     raw.ifindex = iface.index as i32;
     raw.attach_point = TC_INGRESS;
-    let rc = unsafe { libbpf_sys::bpf_tc_hook_create(&mut raw) };
+    let rc = muted(|| unsafe { libbpf_sys::bpf_tc_hook_create(&mut raw) });
     let created_qdisc = match rc {
         0 => true,
         rc if -rc == nix::libc::EEXIST => false,
@@ -142,46 +156,29 @@ fn destroy_qdisc(mut hook: TcHook) {
     let _ = hook.attach_point(TC_INGRESS | TC_EGRESS).destroy();
 }
 
+/// Any open fd will do for hooks we only query or detach.
+fn any_fd() -> std::io::Result<std::fs::File> {
+    std::fs::File::open("/dev/null")
+}
+
 /// The program id of our netlink filter on `iface`, if an earlier run left one.
-fn leftover_filter(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Option<u32> {
-    crate::preflight::libbpf_muted(|| hook(prog, iface).query().ok())
+fn leftover_filter(iface: &Interface) -> Option<u32> {
+    let fd = any_fd().ok()?;
+    muted(|| hook(fd.as_fd(), iface).query().ok())
 }
 
-/// `--cleanup`: remove the netlink filter an earlier (killed) run left on `iface`.
-/// The clsact qdisc stays: other tools may have filters in it
-/// (`sudo tc qdisc del dev IFACE clsact` removes it and all of them).
-pub fn cleanup_netlink(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Result<bool> {
-    let mut hook = hook(prog, iface);
-    if leftover_filter(prog, iface).is_none() {
-        return Ok(false);
+/// `--cleanup`: remove the netlink filter an earlier (killed) run left on `iface`
+/// and say what happened. The clsact qdisc stays: other tools may have filters in
+/// it (`sudo tc qdisc del dev IFACE clsact` removes it and all of them).
+pub fn cleanup(iface: &Interface) -> Result<()> {
+    if leftover_filter(iface).is_none() {
+        println!("nothing to clean up on {}", iface.name);
+        return Ok(());
     }
-    hook.detach()
+    let fd = any_fd()?;
+    hook(fd.as_fd(), iface)
+        .detach()
         .map_err(|e| anyhow::anyhow!("removing the TC filter from {}: {e}", iface.name))?;
-    Ok(true)
-}
-
-/// What TC examples do with `--cleanup` and `--attach`: either remove an earlier
-/// run's leftover filter (and return `None`: the example then exits), or attach
-/// and print the one line that says how.
-pub fn cleanup_or_attach(
-    prog: &libbpf_rs::ProgramMut,
-    iface: &Interface,
-    options: &TcOptions,
-) -> Result<Option<TcAttachment>> {
-    if options.cleanup {
-        if cleanup_netlink(prog, iface)? {
-            println!("removed the TC filter an earlier run left on {}", iface.name);
-        } else {
-            println!("nothing to clean up on {}", iface.name);
-        }
-        return Ok(None);
-    }
-    let attachment = attach_tc_ingress(prog, iface, options.attach)?;
-    eprintln!(
-        "attached: TC ingress program {} on {} ({})",
-        prog.name().to_string_lossy(),
-        iface.name,
-        attachment.describe()
-    );
-    Ok(Some(attachment))
+    println!("removed the TC filter an earlier run left on {}", iface.name);
+    Ok(())
 }

@@ -20,12 +20,13 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use ebpf_workshop::frames::{self, TestRun};
+use common::{test_run, TestRun};
+use ebpf_workshop::frames;
 use ebpf_workshop::netns::in_namespace;
-use ebpf_workshop::skel::tc::TcSkelBuilder;
-use ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder;
-use ebpf_workshop::skel::xdp::XdpSkelBuilder;
-use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
+use common::skel::tc::TcSkelBuilder;
+use common::skel::tc_pingpong::TcPingpongSkelBuilder;
+use common::skel::xdp::XdpSkelBuilder;
+use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;
@@ -801,7 +802,7 @@ fn hex(b: &[u8]) -> String {
 fn check(
     hook: Hook,
     frame: &[u8],
-    got: &std::io::Result<TestRun>,
+    got: &libbpf_rs::Result<TestRun>,
     expect: &Expect,
 ) -> Option<String> {
     let run = match got {
@@ -878,7 +879,7 @@ impl Report {
 fn fuzz(
     name: &'static str,
     hook: Hook,
-    mut run: impl FnMut(&[u8]) -> std::io::Result<TestRun>,
+    mut run: impl FnMut(&[u8]) -> libbpf_rs::Result<TestRun>,
     expect: impl Fn(&[u8]) -> Expect,
 ) -> Report {
     let (seed, n) = (seed(), cases());
@@ -945,7 +946,7 @@ fn fuzz_xdp_inspect(name: &'static str, drop_pings: bool) {
     fuzz(
         name,
         Hook::Xdp,
-        |f| frames::test_run(&skel.progs.xdp_inspect, f, 1),
+        |f| test_run(&skel.progs.xdp_inspect, f),
         |f| expect_xdp_inspect(f, drop_pings),
     )
     .assert_clean();
@@ -968,7 +969,7 @@ fn xdp_pingpong_matches_the_model() {
     fuzz(
         "xdp_pingpong",
         Hook::Xdp,
-        |f| frames::test_run(&skel.progs.xdp_pingpong, f, 1),
+        |f| test_run(&skel.progs.xdp_pingpong, f),
         expect_xdp_pingpong,
     )
     .assert_clean();
@@ -982,7 +983,7 @@ fn fuzz_tc_ingress(name: &'static str, drop_all: bool) {
     fuzz(
         name,
         Hook::Tc,
-        |f| frames::test_run(&skel.progs.tc_ingress, f, 1),
+        |f| test_run(&skel.progs.tc_ingress, f),
         |f| expect_tc_ingress(f, drop_all),
     )
     .assert_clean();
@@ -1009,7 +1010,7 @@ fn tc_pingpong_matches_the_model() {
         fuzz(
             "tc_pingpong",
             Hook::Tc,
-            |f| frames::test_run(&skel.progs.tc_pingpong, f, 1),
+            |f| test_run(&skel.progs.tc_pingpong, f),
             expect_tc_pingpong,
         )
     })

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::attach::kprobes_missing;
+use ebpf_workshop::kprobe_fallback::kprobes_missing;
 use nix::sys::signal::Signal;
 
 /// A program with a name nobody else runs: a copy of `true`.

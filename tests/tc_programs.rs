@@ -6,11 +6,11 @@ mod common;
 
 use std::mem::MaybeUninit;
 
-use common::lab;
+use common::{lab, test_run};
 use ebpf_workshop::frames::*;
 use ebpf_workshop::netns::in_namespace;
-use ebpf_workshop::skel::tc::TcSkelBuilder;
-use ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder;
+use common::skel::tc::TcSkelBuilder;
+use common::skel::tc_pingpong::TcPingpongSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const TC_ACT_OK: u32 = 0;
@@ -36,7 +36,7 @@ fn tc_pingpong_rewrites_requests_into_exact_replies_and_passes_the_rest() {
         for v6 in [false, true] {
             for (len, id) in [(56usize, 0x4242u16), (0, 0xffff), (1, 1), (1400, 0xf7ff)] {
                 let ping = Ping { data: vec![0xa5; len], id, ..Ping::new(v6) };
-                let run = test_run(prog, &ping.request(), 1).unwrap();
+                let run = test_run(prog, &ping.request()).unwrap();
                 // The original is dropped; the rewritten copy went out via clone_redirect.
                 assert_eq!(run.action, TC_ACT_SHOT, "v6={v6} len={len}");
                 assert_eq!(
@@ -61,7 +61,7 @@ fn tc_pingpong_rewrites_requests_into_exact_replies_and_passes_the_rest() {
             ),
         ];
         for (what, frame) in not_ours {
-            let run = test_run(prog, &frame, 1).unwrap();
+            let run = test_run(prog, &frame).unwrap();
             assert_eq!(run.action, TC_ACT_OK, "{what}");
             assert_eq!(run.frame, frame, "{what}: must pass unchanged");
         }
@@ -73,7 +73,7 @@ fn tc_pingpong_rewrites_requests_into_exact_replies_and_passes_the_rest() {
             let full = Ping::new(v6).request();
             let mut refused = 0;
             for len in 0..full.len() {
-                match test_run(prog, &full[..len], 1) {
+                match test_run(prog, &full[..len]) {
                     Err(_) => {
                         assert_eq!(len, refused, "refused {len} bytes after accepting fewer");
                         refused += 1;
@@ -104,13 +104,13 @@ fn tc_ingress_drops_pings_and_with_drop_all_everything() {
         let prog = &skel.progs.tc_ingress;
         for v6 in [false, true] {
             let ping = Ping::new(v6).request();
-            let run = test_run(prog, &ping, 1).unwrap();
+            let run = test_run(prog, &ping).unwrap();
             assert_eq!(run.action, TC_ACT_SHOT, "ping v6={v6} drop_all={drop_all}");
             assert_eq!(run.frame, ping, "tc never rewrites");
         }
         let expected = if drop_all { TC_ACT_SHOT } else { TC_ACT_OK };
         assert_eq!(
-            test_run(prog, &tcp_frame(), 1).unwrap().action,
+            test_run(prog, &tcp_frame()).unwrap().action,
             expected,
             "TCP drop_all={drop_all}"
         );

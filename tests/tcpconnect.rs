@@ -24,7 +24,7 @@ fn connect_as(comm: &str, addr: std::net::SocketAddr) -> u16 {
 /// kernel has kprobes. Their RESULT for a completed connection differs.
 fn hooks() -> Vec<(&'static str, &'static str)> {
     let mut v = vec![("tracepoint", "ok")];
-    if ebpf_workshop::attach::kprobes_missing().is_none() {
+    if ebpf_workshop::kprobe_fallback::kprobes_missing().is_none() {
         v.push(("kprobe", "sent"));
     }
     v

@@ -2,11 +2,14 @@
 //! and the real program in the kernel, no interface needed. Every expected reply is
 //! built by `ebpf_workshop::frames` with checksums computed from scratch.
 
+mod common;
+
 use std::mem::MaybeUninit;
 
+use common::{test_run, TestRun};
 use ebpf_workshop::frames::*;
-use ebpf_workshop::skel::xdp::XdpSkelBuilder;
-use ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder;
+use common::skel::xdp::XdpSkelBuilder;
+use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;
@@ -15,7 +18,7 @@ const XDP_TX: u32 = 3;
 /// The kernel refuses XDP test runs on less than an Ethernet header.
 const ETH_HLEN: usize = 14;
 
-type PingpongSkel = ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkel<'static>;
+type PingpongSkel = common::skel::xdp_pingpong::XdpPingpongSkel<'static>;
 
 thread_local! {
     /// One loaded xdp_pingpong per test thread: loading (verifying) takes far
@@ -29,7 +32,7 @@ thread_local! {
 
 /// Run xdp_pingpong on `frame`.
 fn pingpong(frame: &[u8]) -> TestRun {
-    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, frame, 1).unwrap())
+    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, frame).unwrap())
 }
 
 fn assert_passed_unchanged(frame: &[u8], what: &str) {
@@ -86,7 +89,7 @@ fn every_truncation_passes_unchanged() {
             let cut = &full[..len];
             if len < ETH_HLEN {
                 let refused =
-                    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut, 1).is_err());
+                    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut).is_err());
                 assert!(refused, "kernel accepted a {len}-byte XDP frame");
                 continue;
             }
@@ -174,7 +177,7 @@ fn xdp_inspect_passes_everything_unless_told_to_drop_pings() {
         let mut open = XdpSkelBuilder::default().open(&mut storage).unwrap();
         open.maps.rodata_data.as_mut().unwrap().drop_pings = drop_pings;
         let skel = open.load().unwrap();
-        let run = test_run(&skel.progs.xdp_inspect, &ping, 1).unwrap();
+        let run = test_run(&skel.progs.xdp_inspect, &ping).unwrap();
         assert_eq!(
             run.action,
             if drop_pings { XDP_DROP } else { XDP_PASS },
@@ -182,9 +185,9 @@ fn xdp_inspect_passes_everything_unless_told_to_drop_pings() {
         );
         assert_eq!(run.frame, ping, "xdp_inspect never rewrites");
         for v6 in [false, true] {
-            let run = test_run(&skel.progs.xdp_inspect, &Ping::new(v6).request(), 1).unwrap();
+            let run = test_run(&skel.progs.xdp_inspect, &Ping::new(v6).request()).unwrap();
             assert_eq!(run.action, if drop_pings { XDP_DROP } else { XDP_PASS });
         }
-        assert_eq!(test_run(&skel.progs.xdp_inspect, &tcp, 1).unwrap().action, XDP_PASS);
+        assert_eq!(test_run(&skel.progs.xdp_inspect, &tcp).unwrap().action, XDP_PASS);
     }
 }

@@ -19,6 +19,8 @@
  */
 #pragma once
 
+#include "vmlinux.h"
+
 static __always_inline void csum_replace2(__sum16 *sum, __u16 old, __u16 new) {
     __u32 s = (__u16) ~*sum;
     s += (__u16)~old;

@@ -1,9 +1,14 @@
-/* The ping (ICMP/ICMPv6 echo request) report that every packet example sends to
- * user space, and the helpers that fill it from parsed headers. Rust reads it as
- * the skeleton's `types::echo_event`. Include after events.h and packet.h. */
+/* The ping (ICMP/ICMPv6 echo request) report the packet examples send to user
+ * space, and the helper that fills it from parsed headers. Each program declares
+ * its own ring buffer and sends this struct through it; Rust reads it as that
+ * program's skeleton type `types::echo_event`. */
 #pragma once
 
-#include "common.h"
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "packet.h"
+#include "wakeup.h"
 
 /* What the program did with the ping. An enum (not #defines) so that it reaches
  * the skeleton: Rust gets the same names. */
@@ -25,8 +30,6 @@ struct echo_event {
     __u8 daddr[16]; /* the address it pinged */
 };
 
-struct echo_event _echo_event = {}; /* exports the type to the skeleton */
-
 /* Fill `e` from the headers of a ping that is_echo_request() accepted. Call it
  * before any rewrite: it reads the request's addresses. */
 static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
@@ -35,34 +38,40 @@ static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
     e->ts_ns = bpf_ktime_get_ns();
     e->ifindex = ifindex;
     e->action = action;
-    if (p->ip && p->icmp) {
-        e->family = AF_INET;
+    e->family = packet_addrs(p, e->saddr, e->daddr);
+    if (p->icmp) {
         e->id = bpf_ntohs(p->icmp->un.echo.id);
         e->seq = bpf_ntohs(p->icmp->un.echo.sequence);
-        __builtin_memcpy(e->saddr, &p->ip->saddr, 4);
-        __builtin_memcpy(e->daddr, &p->ip->daddr, 4);
-    } else if (p->ip6 && p->icmp6) {
-        e->family = AF_INET6;
+    } else if (p->icmp6) {
         e->id = bpf_ntohs(p->icmp6->icmp6_dataun.u_echo.identifier);
         e->seq = bpf_ntohs(p->icmp6->icmp6_dataun.u_echo.sequence);
-        __builtin_memcpy(e->saddr, &p->ip6->saddr, 16);
-        __builtin_memcpy(e->daddr, &p->ip6->daddr, 16);
     }
 }
 
-/* Send a filled report to user space (or count it as lost). */
-static __always_inline void submit_echo(const struct echo_event *filled) {
-    struct echo_event *e = reserve_event(sizeof(*e));
-    if (!e)
-        return;
-    __builtin_memcpy(e, filled, sizeof(*e));
-    bpf_ringbuf_submit(e, 0);
+/* Reserve room for a ping report in `ringbuf` and fill it, or count it in *lost
+ * when the ring is full (the reader is behind). Submit it with submit_echo(). */
+static __always_inline struct echo_event *reserve_echo(void *ringbuf, __u64 *lost,
+                                                       __u32 ifindex,
+                                                       const struct packet *p,
+                                                       enum echo_action action) {
+    struct echo_event *e = bpf_ringbuf_reserve(ringbuf, sizeof(*e), 0);
+    if (!e) {
+        (*lost)++;
+        return NULL;
+    }
+    fill_echo(e, ifindex, p, action);
+    return e;
+}
+
+/* Hand a reserved report to user space, without a wake-up per packet (wakeup.h). */
+static __always_inline void submit_echo(void *ringbuf, struct echo_event *e) {
+    bpf_ringbuf_submit(e, wakeup_flags(ringbuf, sizeof(*e)));
 }
 
 /* Report a ping that is_echo_request() accepted; call before any rewrite. */
-static __always_inline void report_echo(__u32 ifindex, const struct packet *p,
-                                        enum echo_action action) {
-    struct echo_event e;
-    fill_echo(&e, ifindex, p, action);
-    submit_echo(&e);
+static __always_inline void report_echo(void *ringbuf, __u64 *lost, __u32 ifindex,
+                                        const struct packet *p, enum echo_action action) {
+    struct echo_event *e = reserve_echo(ringbuf, lost, ifindex, p, action);
+    if (e)
+        submit_echo(ringbuf, e);
 }

@@ -11,6 +11,11 @@
  */
 #pragma once
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "common.h"
+
 /* From <linux/if_ether.h>, <linux/in6.h>, <linux/icmp.h>, <linux/icmpv6.h>,
  * <linux/ip.h> and <linux/pkt_cls.h>: vmlinux.h has types and enums, not #defines. */
 #define ETH_ALEN 6
@@ -28,6 +33,7 @@
 #define IPV4_MIN_IHL 5   /* header length in 32-bit words, without options */
 #define TC_ACT_OK 0      /* TC verdict: carry on with the packet (<linux/pkt_cls.h>) */
 #define TC_ACT_SHOT 2    /* TC verdict: drop the packet */
+
 
 struct cursor {
     void *pos; /* next unread byte */
@@ -104,10 +110,6 @@ static __always_inline struct tcphdr *parse_tcp(struct cursor *c) {
     if (options && !cursor_take(c, options))
         return NULL;
     return tcp;
-}
-
-static __always_inline struct udphdr *parse_udp(struct cursor *c) {
-    return cursor_take(c, sizeof(struct udphdr));
 }
 
 /* Frames for one host only: broadcast and multicast have the lowest bit of the
@@ -202,6 +204,24 @@ static __always_inline bool echo_answerable(const struct packet *p) {
         return len >= sizeof(struct icmp6hdr) && (void *)(p->ip6 + 1) + len <= p->c.end;
     }
     return false;
+}
+
+/* Copy the packet's source and destination addresses into 16-byte arrays (IPv4
+ * fills the first 4 bytes, network byte order) and return AF_INET or AF_INET6;
+ * 0 for a frame that is not IP. */
+static __always_inline __u16 packet_addrs(const struct packet *p, __u8 saddr[16],
+                                          __u8 daddr[16]) {
+    if (p->ip) {
+        __builtin_memcpy(saddr, &p->ip->saddr, 4);
+        __builtin_memcpy(daddr, &p->ip->daddr, 4);
+        return AF_INET;
+    }
+    if (p->ip6) {
+        __builtin_memcpy(saddr, &p->ip6->saddr, 16);
+        __builtin_memcpy(daddr, &p->ip6->daddr, 16);
+        return AF_INET6;
+    }
+    return 0;
 }
 
 /* Swap two equally long byte ranges in place (MAC or IP addresses). */

@@ -13,6 +13,19 @@ use ebpf_workshop::lab::{return_only_program, Host, Lab};
 use ebpf_workshop::netns::in_namespace;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
+/// The packet examples' skeletons (build.rs writes them to OUT_DIR).
+mod skel {
+    macro_rules! skeletons {
+        ($($name:ident),*) => {$(
+            #[allow(clippy::all, unused)]
+            pub mod $name {
+                include!(concat!(env!("OUT_DIR"), "/", stringify!($name), ".skel.rs"));
+            }
+        )*};
+    }
+    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong);
+}
+
 /// Single runs per program-cost figure, and pings per lab figure.
 const SINGLE_RUNS: u32 = 20_000;
 const REPEATS: u32 = 100_000;
@@ -63,11 +76,31 @@ fn record(json: &mut Vec<String>, key: &str, value: f64) {
 fn cost(prog: &impl std::os::fd::AsFd, frame: &[u8]) -> Result<(f64, f64)> {
     let mut total = Duration::ZERO;
     for _ in 0..SINGLE_RUNS {
-        total += frames::test_run(prog, frame, 1)?.duration;
+        total += test_run(prog, frame, 1)?;
     }
     let single = total.as_nanos() as f64 / SINGLE_RUNS as f64;
-    let repeated = frames::test_run(prog, frame, REPEATS)?.duration.as_nanos() as f64;
+    let repeated = test_run(prog, frame, REPEATS)?.as_nanos() as f64;
     Ok((single, repeated))
+}
+
+/// The kernel's mean time per run of `prog` on `frame`, `repeat` times over
+/// (BPF_PROG_TEST_RUN). By fd, not libbpf-rs's `Program::test_run`: the floors
+/// are bare program fds, not skeleton programs.
+fn test_run(prog: &impl std::os::fd::AsFd, frame: &[u8], repeat: u32) -> Result<Duration> {
+    use std::os::fd::AsRawFd;
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    opts.data_in = frame.as_ptr().cast();
+    opts.data_size_in = frame.len() as u32;
+    opts.data_out = out.as_mut_ptr().cast();
+    opts.data_size_out = out.len() as u32;
+    opts.repeat = repeat as i32;
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_fd().as_raw_fd(), &mut opts) };
+    if rc < 0 {
+        bail!("BPF_PROG_TEST_RUN: {}", std::io::Error::from_raw_os_error(-rc));
+    }
+    Ok(Duration::from_nanos(opts.duration.into()))
 }
 
 fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
@@ -98,15 +131,15 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
         let tc_floor = return_only_program(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, 0, c"floor_tc")?;
         let floors = [("xdp", cost(&xdp_floor, &tcp)?), ("tc", cost(&tc_floor, &tcp)?)];
         let mut s1 = std::mem::MaybeUninit::uninit();
-        let xdp = ebpf_workshop::skel::xdp::XdpSkelBuilder::default().open(&mut s1)?.load()?;
+        let xdp = skel::xdp::XdpSkelBuilder::default().open(&mut s1)?.load()?;
         let mut s2 = std::mem::MaybeUninit::uninit();
-        let xpp = ebpf_workshop::skel::xdp_pingpong::XdpPingpongSkelBuilder::default()
+        let xpp = skel::xdp_pingpong::XdpPingpongSkelBuilder::default()
             .open(&mut s2)?
             .load()?;
         let mut s3 = std::mem::MaybeUninit::uninit();
-        let tc = ebpf_workshop::skel::tc::TcSkelBuilder::default().open(&mut s3)?.load()?;
+        let tc = skel::tc::TcSkelBuilder::default().open(&mut s3)?.load()?;
         let mut s4 = std::mem::MaybeUninit::uninit();
-        let tpp = ebpf_workshop::skel::tc_pingpong::TcPingpongSkelBuilder::default()
+        let tpp = skel::tc_pingpong::TcPingpongSkelBuilder::default()
             .open(&mut s4)?
             .load()?;
         let rows: [(&str, &str, &libbpf_rs::ProgramMut, &[u8], bool); 8] = [

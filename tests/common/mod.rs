@@ -287,7 +287,7 @@ pub fn xdp_on(host: &Host) -> Option<u32> {
     let iface = host.iface;
     ebpf_workshop::netns::in_namespace(&host.ns, || {
         let index = nix::net::if_::if_nametoindex(iface).expect("lab interface");
-        ebpf_workshop::net::xdp_prog_id(index as i32)
+        ebpf_workshop::xdp::prog_id(index)
     })
     .unwrap()
 }
@@ -377,4 +377,41 @@ pub fn tcx_supported() -> bool {
     opts.sz = std::mem::size_of_val(&opts) as _;
     // ifindex 1 is the loopback device of the test's namespace.
     unsafe { libbpf_sys::bpf_prog_query_opts(1, libbpf_sys::BPF_TCX_INGRESS, &mut opts) == 0 }
+}
+
+// ---- programs without an interface: BPF_PROG_TEST_RUN ---------------------------
+
+/// The packet examples' skeletons (build.rs writes them to OUT_DIR), for tests that
+/// load a program and run it on hand-made frames.
+pub mod skel {
+    macro_rules! skeletons {
+        ($($name:ident),*) => {$(
+            #[allow(clippy::all, unused)]
+            pub mod $name {
+                include!(concat!(env!("OUT_DIR"), "/", stringify!($name), ".skel.rs"));
+            }
+        )*};
+    }
+    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong);
+}
+
+/// What a packet program did with one frame under `BPF_PROG_TEST_RUN`.
+#[derive(Debug)]
+pub struct TestRun {
+    /// The program's return value (XDP_PASS, TC_ACT_OK, ...).
+    pub action: u32,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+}
+
+/// Run `prog` once on `frame` in the kernel (libbpf-rs's `Program::test_run`).
+pub fn test_run(prog: &libbpf_rs::ProgramMut, frame: &[u8]) -> libbpf_rs::Result<TestRun> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut input = libbpf_rs::ProgramInput::default();
+    input.data_in = Some(frame);
+    input.data_out = Some(&mut out);
+    let output = prog.test_run(input)?;
+    let action = output.return_value;
+    let frame = output.data.map(|d| d.to_vec()).unwrap_or_default();
+    Ok(TestRun { action, frame })
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use libbpf_rs::Link;
 
-use crate::preflight::libbpf_muted;
+use crate::libbpf_output::muted;
 
 /// `--attach` for tracing examples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -75,7 +75,7 @@ pub fn kprobes_missing() -> Option<&'static str> {
 pub fn attach_with_fallback(mode: AttachMode, kprobe: Hook, tracepoint: Hook) -> Result<Attached> {
     let try_hook = |hook: Hook| -> Result<Attached> {
         let Hook { kind, what, attach } = hook;
-        let links = libbpf_muted(attach).map_err(|e| anyhow!("attaching to {what} failed: {e}"))?;
+        let links = muted(attach).map_err(|e| anyhow!("attaching to {what} failed: {e}"))?;
         Ok(Attached { kind, what, links })
     };
     let attached = match mode {

@@ -1,0 +1,92 @@
+//! Network interfaces: find one by name with a helpful error, and refuse to disturb
+//! the one this machine's own connection runs through.
+
+use anyhow::{bail, Result};
+use nix::net::if_::InterfaceFlags;
+
+/// An interface of this network namespace, checked for packet programs.
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+}
+
+/// Look up `name` and refuse interfaces where a packet example cannot work: one
+/// clear sentence that says what to do instead.
+pub fn interface(name: &str) -> Result<Interface> {
+    let Ok(index) = nix::net::if_::if_nametoindex(name) else {
+        let elsewhere = crate::netns::namespaces_with_interface(name);
+        if let Some(ns) = elsewhere.first() {
+            bail!(
+                "interface {name} is not in this network namespace but in `{ns}`: run the \
+                 example there, e.g. `sudo ip netns exec {ns} {} {name}`",
+                std::env::args().next().unwrap_or_default()
+            );
+        }
+        bail!("interface {name} not found: `ip link` lists the interfaces");
+    };
+    let flags = interface_flags(name);
+    if flags.contains(InterfaceFlags::IFF_LOOPBACK) {
+        bail!(
+            "{name} is the loopback interface: its packets never pass through a driver, so \
+             the packet examples do nothing useful there. Use a real or veth interface \
+             (`make lab` builds a veth pair in two namespaces)"
+        );
+    }
+    if !flags.contains(InterfaceFlags::IFF_UP) {
+        bail!("interface {name} is down: bring it up with `sudo ip link set {name} up`");
+    }
+    Ok(Interface { name: name.to_string(), index })
+}
+
+fn interface_flags(name: &str) -> InterfaceFlags {
+    nix::ifaddrs::getifaddrs()
+        .into_iter()
+        .flatten()
+        .find(|i| i.interface_name == name)
+        .map(|i| i.flags)
+        .unwrap_or(InterfaceFlags::empty())
+}
+
+/// Interfaces that carry a default route (IPv4 or IPv6) in this network namespace.
+pub fn default_route_interfaces() -> Vec<String> {
+    let mut found = Vec::new();
+    // /proc/net/route: Iface Destination Gateway Flags ... Mask; all in hex.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+        for cols in text.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+            if cols.len() > 7 && cols[1] == "00000000" && cols[7] == "00000000" {
+                found.push(cols[0].to_string());
+            }
+        }
+    }
+    // /proc/net/ipv6_route: destination, prefix length, ..., interface last.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+        for cols in text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+            if cols.len() == 10
+                && cols[0].bytes().all(|b| b == b'0')
+                && cols[1] == "00"
+                && cols[9] != "lo"
+            {
+                found.push(cols[9].to_string());
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Refuse to `doing` (e.g. "drop every packet") on the interface that carries the
+/// default route, unless `force`: it is most likely how the user reaches this
+/// machine, and the example could cut them off.
+pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Result<()> {
+    if !force && default_route_interfaces().contains(&iface.name) {
+        bail!(
+            "{} carries this machine's default route, probably your own connection to it: \
+             this example would {doing} there. Try it in the lab (`make lab`), or add --force \
+             if you are sure",
+            iface.name
+        );
+    }
+    Ok(())
+}
