@@ -37,7 +37,8 @@ struct {
     __type(value, __u64);
 } lost_events SEC(".maps");
 
-struct latency_event _latency_event = {}; /* a global of the type puts it in the skeleton */
+struct latency_event _latency_event =
+    {}; /* a global of the type puts it in the skeleton */
 
 /* A handshake in progress: when it started and who started it. */
 struct start {

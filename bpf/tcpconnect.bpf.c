@@ -40,7 +40,8 @@ struct {
     __type(value, struct connect_counts);
 } counts SEC(".maps");
 
-struct connect_event _connect_event = {}; /* a global of the type puts it in the skeleton */
+struct connect_event _connect_event =
+    {}; /* a global of the type puts it in the skeleton */
 
 /* Connections in flight: who started them, keyed by thread (kprobe path) or by
  * socket address (tracepoint path). */

@@ -3,7 +3,7 @@
 #pragma once
 
 struct proto_counts {
-    __u64 icmp;  /* ICMP and ICMPv6 */
+    __u64 icmp; /* ICMP and ICMPv6 */
     __u64 tcp;
     __u64 udp;
     __u64 other; /* any other IP protocol, and non-IP frames such as ARP */

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{c_str, Table};
-use ebpf_workshop::netns::{in_namespace, namespaces_with_interface, NETNS_DIR};
-use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::iface::interface;
 use ebpf_workshop::libbpf_output::muted;
 use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::netns::{in_namespace, namespaces_with_interface, NETNS_DIR};
+use ebpf_workshop::preflight::{self, Needs};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 // The skeleton that build.rs generated from bpf/net_events.bpf.c: ten programs,
@@ -104,11 +104,9 @@ fn main() -> Result<()> {
         (0..names.len() as u32).map(|i| per_cpu_sum(&skel.maps.counts, i).unwrap_or(0)).collect()
     };
     let mut child = match args.command.split_first() {
-        Some((program, rest)) => Some(
-            Command::new(program).args(rest).spawn().map_err(|e| {
-                anyhow::anyhow!("cannot run `{program}`: {e} (is it installed, and on PATH?)")
-            })?,
-        ),
+        Some((program, rest)) => Some(Command::new(program).args(rest).spawn().map_err(|e| {
+            anyhow::anyhow!("cannot run `{program}`: {e} (is it installed, and on PATH?)")
+        })?),
         None => None,
     };
     let columns = [("EVENT", 30), ("COUNT", 0)];

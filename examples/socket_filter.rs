@@ -84,14 +84,26 @@ fn main() -> Result<()> {
     // the socket) and ping reports (read from the ring buffer).
     let clock = Clock::start();
     let table = (!args.quiet).then(|| {
-        Table::new(&[("TIME(s)", 9), ("KIND", 5), ("SOURCE", 26), ("DESTINATION", 26), ("DETAILS", 0)])
+        Table::new(&[
+            ("TIME(s)", 9),
+            ("KIND", 5),
+            ("SOURCE", 26),
+            ("DESTINATION", 26),
+            ("DETAILS", 0),
+        ])
     });
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
         if let (Ok(e), Some(table)) = (plain::from_bytes::<echo_event>(data), &table) {
             let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
             let details = format!("id {} seq {}", e.id, e.seq);
-            table.row(&[clock.at(e.ts_ns), "ping".into(), src.to_string(), dst.to_string(), details]);
+            table.row(&[
+                clock.at(e.ts_ns),
+                "ping".into(),
+                src.to_string(),
+                dst.to_string(),
+                details,
+            ]);
         }
         // Checked between records, so a flood of reports cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
@@ -114,7 +126,13 @@ fn main() -> Result<()> {
         while let Some(len) = socket.try_recv(&mut frame) {
             if let (Some(t), Some(table)) = (tcp_summary(&frame[..len]), &table) {
                 let details = format!("{} len {}", t.flags, t.len);
-                table.row(&[clock.now(), "tcp".into(), t.src.to_string(), t.dst.to_string(), details]);
+                table.row(&[
+                    clock.now(),
+                    "tcp".into(),
+                    t.src.to_string(),
+                    t.dst.to_string(),
+                    details,
+                ]);
             }
         }
     }

@@ -69,7 +69,11 @@ fn main() -> Result<()> {
         .xdp_ping_counter
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
-    eprintln!("attached: XDP program xdp_ping_counter on {} ({} mode)", iface.name, xdp::mode(&iface));
+    eprintln!(
+        "attached: XDP program xdp_ping_counter on {} ({} mode)",
+        iface.name,
+        xdp::mode(&iface)
+    );
     eprintln!("counting pings");
 
     // No ring buffer to wait on: look at the map once a second, until Ctrl-C.

@@ -96,7 +96,11 @@ fn main() -> Result<()> {
         .xdp_pingpong_one
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
-    eprintln!("attached: XDP program xdp_pingpong_one on {} ({} mode)", iface.name, xdp::mode(&iface));
+    eprintln!(
+        "attached: XDP program xdp_pingpong_one on {} ({} mode)",
+        iface.name,
+        xdp::mode(&iface)
+    );
     eprintln!("answering pings to {}", args.only);
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything

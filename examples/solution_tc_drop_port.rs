@@ -12,7 +12,7 @@
 //! Try it in the lab (`make lab`): run
 //! `sudo ip netns exec ebpfws-server target/debug/examples/solution_tc_drop_port veth-server`,
 //! then `sudo ip netns exec ebpfws-client timeout 3 bash -c 'exec 3<>/dev/tcp/10.77.0.2/80'`
-//! gets no answer at all: its SYNs (flags S) are listed as they are dropped. Ping
+//! gets no answer at all: its SYNs (flags SYN) are listed as they are dropped. Ping
 //! still works.
 //!
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.

@@ -98,7 +98,11 @@ fn main() -> Result<()> {
     // attach: libbpf-rs has no call for TCX links yet, so src/tc.rs makes one
     // (or, before Linux 6.6, a clsact qdisc with a netlink filter).
     let attached = tc::attach_ingress(&skel.progs.tc_ingress, &iface, args.attach)?;
-    eprintln!("attached: TC ingress program tc_ingress on {} ({})", iface.name, attached.describe());
+    eprintln!(
+        "attached: TC ingress program tc_ingress on {} ({})",
+        iface.name,
+        attached.describe()
+    );
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
     // is detached on the way out.

@@ -146,7 +146,10 @@ fn main() -> Result<()> {
             let c: proto_counts = per_cpu_sum(&skel.maps.counts, 0)?;
             if (c.icmp, c.tcp, c.udp, c.other) != (shown.icmp, shown.tcp, shown.udp, shown.other) {
                 let now = pings.now();
-                println!("{now:<9} totals    icmp {}  tcp {}  udp {}  other {}", c.icmp, c.tcp, c.udp, c.other);
+                println!(
+                    "{now:<9} totals    icmp {}  tcp {}  udp {}  other {}",
+                    c.icmp, c.tcp, c.udp, c.other
+                );
                 shown = c;
             }
         }

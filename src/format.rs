@@ -41,7 +41,8 @@ pub fn tcp_flags(bits: u8) -> String {
         (0x40, "ECE"),
         (0x80, "CWR"),
     ];
-    let names: Vec<&str> = NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, n)| *n).collect();
+    let names: Vec<&str> =
+        NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, n)| *n).collect();
     names.join(",")
 }
 

@@ -20,13 +20,13 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use common::{test_run, TestRun};
-use ebpf_workshop::frames;
-use ebpf_workshop::netns::in_namespace;
 use common::skel::tc::TcSkelBuilder;
 use common::skel::tc_pingpong::TcPingpongSkelBuilder;
 use common::skel::xdp::XdpSkelBuilder;
 use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
+use common::{test_run, TestRun};
+use ebpf_workshop::frames;
+use ebpf_workshop::netns::in_namespace;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;
@@ -966,13 +966,8 @@ fn xdp_inspect_drop_pings_matches_the_model() {
 fn xdp_pingpong_matches_the_model() {
     let mut storage = MaybeUninit::uninit();
     let skel = XdpPingpongSkelBuilder::default().open(&mut storage).unwrap().load().unwrap();
-    fuzz(
-        "xdp_pingpong",
-        Hook::Xdp,
-        |f| test_run(&skel.progs.xdp_pingpong, f),
-        expect_xdp_pingpong,
-    )
-    .assert_clean();
+    fuzz("xdp_pingpong", Hook::Xdp, |f| test_run(&skel.progs.xdp_pingpong, f), expect_xdp_pingpong)
+        .assert_clean();
 }
 
 fn fuzz_tc_ingress(name: &'static str, drop_all: bool) {
@@ -1007,12 +1002,7 @@ fn tc_pingpong_matches_the_model() {
     let report = in_namespace(&lab.server.ns, || {
         let mut storage = MaybeUninit::uninit();
         let skel = TcPingpongSkelBuilder::default().open(&mut storage).unwrap().load().unwrap();
-        fuzz(
-            "tc_pingpong",
-            Hook::Tc,
-            |f| test_run(&skel.progs.tc_pingpong, f),
-            expect_tc_pingpong,
-        )
+        fuzz("tc_pingpong", Hook::Tc, |f| test_run(&skel.progs.tc_pingpong, f), expect_tc_pingpong)
     })
     .unwrap();
     report.assert_clean();

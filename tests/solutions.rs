@@ -120,7 +120,7 @@ fn tc_drop_port_drops_tcp_to_its_port_only() {
     assert!(end.status.success(), "{end:?}");
     let to_blocked = format!(" {blocked} ");
     assert!(
-        end.stdout.lines().any(|l| l.contains(&to_blocked) && l.ends_with('S')),
+        end.stdout.lines().any(|l| l.contains(&to_blocked) && l.ends_with("SYN")),
         "no dropped SYN to {blocked} listed:\n{}",
         end.stdout
     );

@@ -40,7 +40,11 @@ fn works_through_the_netlink_fallback_too() {
     let (client, server) = (&lab.client, &lab.server);
     server.kernel_echo_reply(false).unwrap();
     let mut example = run_in(server, "tc_pingpong", &[server.iface, "--attach", "netlink"]);
-    example.wait_attached();
+    let attached = example.wait_for("attached:", Duration::from_secs(20));
+    assert!(attached.ends_with("(clsact qdisc + netlink filter)"), "{attached}");
+    let (tcx, filters) = tc_ingress_on(server);
+    assert_eq!(tcx, 0, "a TCX program was attached although netlink was asked for");
+    assert!(filters.contains("tc_pingpong"), "no netlink filter: {filters}");
     assert_eq!(ping(client, server.ipv4, 3), 3);
     example.stop(Signal::SIGTERM, Duration::from_secs(2));
     assert_eq!(tc_ingress_on(server), (0, String::new()));

@@ -84,3 +84,62 @@ fn an_interface_with_xdp_already_is_refused_unless_replace() {
     assert_ne!(xdp_on(client), Some(existing));
     example.stop(Signal::SIGTERM, Duration::from_secs(2));
 }
+
+/// The program submits reports without waking the reader (bpf/include/wakeup.h);
+/// the reader still shows each ping within a second of it being sent.
+#[test]
+fn reports_arrive_promptly_without_a_wakeup_per_packet() {
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    server.kernel_echo_reply(false).unwrap();
+    let mut example = run_in(server, "xdp_pingpong", &[server.iface]);
+    example.wait_attached();
+    let sent = std::time::Instant::now();
+    let mut pinger = client
+        .cmd("ping")
+        .args(["-c", "5", "-i", "0.2", "-n", &server.ipv4.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for seq in 1..=5u32 {
+        // ping sends request `seq` about 0.2 s after the one before it.
+        let due = Duration::from_millis(200) * (seq - 1) + Duration::from_secs(1);
+        let left = due.saturating_sub(sent.elapsed());
+        let row = example.wait_for_line(left, &format!("answered row for seq {seq}"), |l| {
+            l.contains(" answered ") && l.split_whitespace().last() == Some(&seq.to_string())
+        });
+        assert!(sent.elapsed() <= due, "seq {seq} shown after {:?}: {row}", sent.elapsed());
+    }
+    pinger.wait().unwrap();
+    example.stop(Signal::SIGINT, Duration::from_secs(2));
+}
+
+/// A burst larger than the ring buffer while the reader is stopped: every answered
+/// ping is either shown or counted as lost, exactly.
+#[test]
+fn a_burst_that_fills_the_ring_reports_the_exact_loss() {
+    const BURST: u64 = 30_000; // the 1 MiB ring holds 16,384 reports
+    let lab = lab();
+    let (client, server) = (&lab.client, &lab.server);
+    server.kernel_echo_reply(false).unwrap();
+    let mut example = run_in(server, "xdp_pingpong", &[server.iface]);
+    example.wait_attached();
+    let pid = nix::unistd::Pid::from_raw(example.pid() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap(); // the reader reads nothing
+    let out = client
+        .cmd("ping")
+        .args(["-f", "-c", &BURST.to_string(), "-n", &server.ipv4.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    let end = example.stop(Signal::SIGINT, Duration::from_secs(10));
+    assert!(end.status.success(), "{end:?}");
+    let rows = end.stdout.lines().filter(|l| l.contains(" answered ")).count() as u64;
+    let summary = end.stderr.lines().find(|l| l.contains("events lost")).expect("summary");
+    let lost: u64 = summary.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(end.stderr.contains(&format!("replied {BURST}")), "{}", end.stderr);
+    assert!(lost > 0, "the burst should overflow the ring: {summary}");
+    assert_eq!(rows + lost, BURST, "shown {rows} + lost {lost}: {summary}");
+    assert!(summary.starts_with(&format!("{rows} pings seen")), "{summary}");
+}

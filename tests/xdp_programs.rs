@@ -6,10 +6,10 @@ mod common;
 
 use std::mem::MaybeUninit;
 
-use common::{test_run, TestRun};
-use ebpf_workshop::frames::*;
 use common::skel::xdp::XdpSkelBuilder;
 use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
+use common::{test_run, TestRun};
+use ebpf_workshop::frames::*;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;

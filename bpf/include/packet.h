@@ -34,7 +34,6 @@
 #define TC_ACT_OK 0      /* TC verdict: carry on with the packet (<linux/pkt_cls.h>) */
 #define TC_ACT_SHOT 2    /* TC verdict: drop the packet */
 
-
 struct cursor {
     void *pos; /* next unread byte */
     void *end; /* one past the last byte (data_end) */

@@ -174,7 +174,8 @@ fn modules_used(text: &str, repo: &Path) -> Result<BTreeSet<String>> {
     while let Some(m) = todo.pop() {
         if found.insert(m.clone()) {
             let file = repo.join("src").join(format!("{m}.rs"));
-            let body = fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body =
+                fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             todo.extend(idents_after(&body, "crate::"));
         }
     }
@@ -207,7 +208,11 @@ fn as_crate_paths(text: &str) -> String {
         if is_module_import {
             continue;
         }
-        let line = if line.starts_with("use crate::") { line.replace("::{self, ", "::{") } else { line.to_string() };
+        let line = if line.starts_with("use crate::") {
+            line.replace("::{self, ", "::{")
+        } else {
+            line.to_string()
+        };
         out.push_str(&line);
         out.push('\n');
     }
@@ -231,7 +236,12 @@ fn headers_of(file: &Path, repo: &Path, found: &mut BTreeSet<PathBuf>) -> Result
         let path = [repo.join("bpf").join(name), repo.join("bpf/include").join(name)]
             .into_iter()
             .find(|p| p.exists())
-            .with_context(|| format!("{} includes {name}, which is in neither bpf/ nor bpf/include/", file.display()))?;
+            .with_context(|| {
+                format!(
+                    "{} includes {name}, which is in neither bpf/ nor bpf/include/",
+                    file.display()
+                )
+            })?;
         if found.insert(path.clone()) {
             headers_of(&path, repo, found)?;
         }
@@ -284,7 +294,12 @@ fn listing(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn readme(name: &str, example: &str, modules: &BTreeSet<String>, headers: &BTreeSet<PathBuf>) -> String {
+fn readme(
+    name: &str,
+    example: &str,
+    modules: &BTreeSet<String>,
+    headers: &BTreeSet<PathBuf>,
+) -> String {
     let modules: Vec<String> = modules.iter().map(|m| format!("`src/{m}.rs`")).collect();
     let headers: Vec<String> = headers
         .iter()

@@ -407,9 +407,11 @@ pub struct TestRun {
 /// Run `prog` once on `frame` in the kernel (libbpf-rs's `Program::test_run`).
 pub fn test_run(prog: &libbpf_rs::ProgramMut, frame: &[u8]) -> libbpf_rs::Result<TestRun> {
     let mut out = vec![0u8; frame.len() + 256];
-    let mut input = libbpf_rs::ProgramInput::default();
-    input.data_in = Some(frame);
-    input.data_out = Some(&mut out);
+    let input = libbpf_rs::ProgramInput {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..Default::default()
+    };
     let output = prog.test_run(input)?;
     let action = output.return_value;
     let frame = output.data.map(|d| d.to_vec()).unwrap_or_default();
