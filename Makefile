@@ -49,9 +49,9 @@ build: deps ## build the library and every example
 	@echo "==> build: cargo build --examples"
 	$(CARGO) build --examples
 
-hello: deps ## run the first example (Ctrl-C to stop)
-	@echo "==> hello: cargo run --example hello"
-	$(CARGO) run --example hello
+hello: deps ## run the first example, with its "I'm alive!" lines (Ctrl-C to stop)
+	@echo "==> hello: cargo run --example hello -- --printk"
+	$(CARGO) run --example hello -- --printk
 
 trace: ## stream bpf_printk output (the kernel trace pipe)
 	@echo "==> trace: $(SUDO) cat /sys/kernel/tracing/trace_pipe (Ctrl-C to stop)"
@@ -81,7 +81,7 @@ new: ## copy an example into a project of its own: make new DIR=../my-tool [EXAM
 	@echo "==> new: a cargo project in $(DIR) from examples/$(EXAMPLE).rs and bpf/$(EXAMPLE).bpf.c"
 	$(CARGO) run --quiet --bin new -- "$(DIR)" --example "$(EXAMPLE)"
 
-vmlinux: ## regenerate vmlinux/$(ARCH)/vmlinux.h from this kernel's BTF
+vmlinux: ## regenerate vmlinux/<arch>/vmlinux.h from this kernel's BTF
 	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"
 	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }
 	mkdir -p vmlinux/$(ARCH)
