@@ -76,16 +76,55 @@ pub fn default_route_interfaces() -> Vec<String> {
     found
 }
 
-/// Refuse to `doing` (e.g. "drop every packet") on the interface that carries the
-/// default route, unless `force`: it is most likely how the user reaches this
-/// machine, and the example could cut them off.
+/// The devices stacked on `name`, transitively: the bridge or bond it is a port
+/// of, and VLAN or macvlan devices on top of it. The kernel lists each in
+/// /sys/class/net/<dev>/ as `upper_<name>` (and a bridge or bond also as `master`).
+pub fn stacked_on(name: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(dev) = todo.pop() {
+        let entries = std::fs::read_dir(format!("/sys/class/net/{dev}")).into_iter().flatten();
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let upper = match file.strip_prefix("upper_") {
+                Some(upper) => upper.to_string(),
+                None if file == "master" => match std::fs::read_link(entry.path()) {
+                    Ok(target) => target.file_name().unwrap_or_default().to_string_lossy().into(),
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            if upper != name && !found.contains(&upper) {
+                found.push(upper.clone());
+                todo.push(upper);
+            }
+        }
+    }
+    found
+}
+
+/// Refuse to `doing` (e.g. "drop every packet") on an interface that carries the
+/// default route, itself or through a device stacked on it (a bridge or bond it
+/// belongs to, a VLAN or macvlan on top of it), unless `force`: it is most likely
+/// how the user reaches this machine, and the example could cut them off.
 pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Result<()> {
-    if !force && default_route_interfaces().contains(&iface.name) {
+    if force {
+        return Ok(());
+    }
+    let routes = default_route_interfaces();
+    let name = &iface.name;
+    if routes.contains(name) {
         bail!(
-            "{} carries this machine's default route, probably your own connection to it: \
+            "{name} carries this machine's default route, probably your own connection to it: \
              this example would {doing} there. Try it in the lab (`make lab`), or add --force \
-             if you are sure",
-            iface.name
+             if you are sure"
+        );
+    }
+    if let Some(upper) = stacked_on(name).into_iter().find(|u| routes.contains(u)) {
+        bail!(
+            "{upper} carries this machine's default route, and its packets pass through {name} \
+             ({upper} is stacked on it), probably your own connection: this example would \
+             {doing} there. Try it in the lab (`make lab`), or add --force if you are sure"
         );
     }
     Ok(())
