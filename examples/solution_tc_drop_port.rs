@@ -65,6 +65,9 @@ struct Args {
     /// Remove the netlink filter that a killed earlier run left, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Attach even when other TC ingress programs are there (ours runs after them).
+    #[arg(long)]
+    stack: bool,
     /// Run even on the interface that carries the default route (with --port 22).
     #[arg(long)]
     force: bool,
@@ -88,7 +91,7 @@ fn main() -> Result<()> {
         .context("opening the BPF object")?;
     open.maps.rodata_data.as_mut().context("no read-only data")?.drop_port = args.port;
     let skel = open.load().context("loading the TC program into the kernel")?;
-    let attached = tc::attach_ingress(&skel.progs.tc_drop_port, &iface, args.attach)?;
+    let attached = tc::attach_ingress(&skel.progs.tc_drop_port, &iface, args.attach, args.stack)?;
     eprintln!(
         "attached: TC ingress program tc_drop_port on {} ({})",
         iface.name,

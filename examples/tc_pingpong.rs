@@ -63,6 +63,9 @@ struct Args {
     /// Remove the netlink filter that a killed earlier run left, then exit.
     #[arg(long)]
     cleanup: bool,
+    /// Attach even when other TC ingress programs are there (ours runs after them).
+    #[arg(long)]
+    stack: bool,
     /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
@@ -89,7 +92,7 @@ fn main() -> Result<()> {
 
     // attach: libbpf-rs has no call for TCX links yet, so src/tc.rs makes one
     // (or, before Linux 6.6, a clsact qdisc with a netlink filter).
-    let attached = tc::attach_ingress(&skel.progs.tc_pingpong, &iface, args.attach)?;
+    let attached = tc::attach_ingress(&skel.progs.tc_pingpong, &iface, args.attach, args.stack)?;
     eprintln!(
         "attached: TC ingress program tc_pingpong on {} ({})",
         iface.name,

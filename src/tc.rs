@@ -64,18 +64,40 @@ impl Drop for TcAttachment {
     }
 }
 
-/// Attach `prog` at ingress of `iface` the way `api` says, refusing to start when
-/// a killed run left its netlink filter behind.
+/// Attach `prog` at ingress of `iface` the way `api` says. Refuses to start when a
+/// killed run left its netlink filter behind, and, unless `stack`, when other TC
+/// programs are attached there already: they run first, and one that passes the
+/// packet on (TC_ACT_OK) ends the chain before ours sees it.
 pub fn attach_ingress(
     prog: &libbpf_rs::ProgramMut,
     iface: &Interface,
     api: TcApi,
+    stack: bool,
 ) -> Result<TcAttachment> {
     if let Some(id) = leftover_filter(iface) {
+        if let Some(pid) = holder(id) {
+            bail!(
+                "{} already has TC ingress programs: {} (id {id}, netlink filter, run by \
+                 process {pid}). Two workshop examples cannot share the netlink filter's \
+                 place: stop the other one first (Ctrl-C)",
+                iface.name,
+                prog_name(id)
+            );
+        }
         bail!(
             "{} still has the TC filter of an earlier run (program id {id}), probably one that \
              was killed: remove it with --cleanup",
             iface.name
+        );
+    }
+    let others = ingress_programs(iface);
+    if !others.is_empty() && !stack {
+        bail!(
+            "{} already has TC ingress programs: {}. Ours would run after them, and the first \
+             that passes or drops a packet ends the chain, so ours might never see one. Stop \
+             the other example (Ctrl-C), or add --stack to attach after them anyway",
+            iface.name,
+            others.join(", ")
         );
     }
     if api != TcApi::Netlink {
@@ -91,6 +113,82 @@ pub fn attach_ingress(
         }
     }
     attach_netlink(prog, iface)
+}
+
+/// The TC programs at ingress of `iface`, as "name (id N, TCX link)" or
+/// "name (id N, netlink filter)": what `bpftool net` shows, also on bpftool
+/// versions that do not list TCX links yet.
+pub fn ingress_programs(iface: &Interface) -> Vec<String> {
+    let mut found: Vec<String> = tcx_ingress_ids(iface.index)
+        .into_iter()
+        .map(|id| format!("{} (id {id}, TCX link)", prog_name(id)))
+        .collect();
+    // Netlink filters: iproute2's `tc` lists them ("... bpf ... id 42 ...").
+    let shown = std::process::Command::new("tc")
+        .args(["filter", "show", "dev", &iface.name, "ingress"])
+        .output();
+    let text = shown.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for line in text.lines().filter(|l| l.contains(" bpf ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let id = words.iter().position(|w| *w == "id").and_then(|i| words.get(i + 1));
+        if let Some(id) = id.and_then(|id| id.parse::<u32>().ok()) {
+            found.push(format!("{} (id {id}, netlink filter)", prog_name(id)));
+        }
+    }
+    found
+}
+
+/// The ids of the programs attached to `ifindex` through TCX ingress links (none
+/// on kernels before 6.6).
+fn tcx_ingress_ids(ifindex: u32) -> Vec<u32> {
+    let mut ids = [0u32; 64];
+    let mut opts: libbpf_sys::bpf_prog_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of_val(&opts) as _;
+    opts.prog_ids = ids.as_mut_ptr();
+    opts.__bindgen_anon_1.prog_cnt = ids.len() as u32;
+    let rc = muted(|| unsafe {
+        libbpf_sys::bpf_prog_query_opts(ifindex as i32, libbpf_sys::BPF_TCX_INGRESS, &mut opts)
+    });
+    if rc != 0 {
+        return Vec::new();
+    }
+    let count = unsafe { opts.__bindgen_anon_1.prog_cnt } as usize;
+    ids[..count.min(ids.len())].to_vec()
+}
+
+/// A process that holds program `id` open (the example that attached it), if any:
+/// a filter whose program nobody holds was left by a run that was killed.
+fn holder(id: u32) -> Option<u32> {
+    let wanted = id.to_string();
+    let procs = std::fs::read_dir("/proc").ok()?;
+    procs.flatten().find_map(|p| {
+        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(p.path().join("fdinfo")).ok()?;
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+                info.lines().any(|l| l.strip_prefix("prog_id:").is_some_and(|v| v.trim() == wanted))
+            })
+        });
+        holds.then_some(pid)
+    })
+}
+
+/// A loaded program's name, from its id ("?" if it is gone meanwhile).
+fn prog_name(id: u32) -> String {
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return "?".to_string();
+    }
+    // SAFETY: a new fd that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if rc != 0 {
+        return "?".to_string();
+    }
+    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&name).into_owned()
 }
 
 /// A TCX ingress link: `bpf_link_create(prog, ifindex, BPF_TCX_INGRESS)`. The

@@ -98,3 +98,37 @@ fn netlink_fallback_removes_its_own_qdisc_and_cleanup_mends_a_killed_run() {
     assert_eq!(tc_ingress_on(server).1, "");
     assert_eq!(ping(client, server.ipv4, 1), 1);
 }
+
+/// Two TC programs on one interface: the second is refused with the first named
+/// (TCX or netlink), unless --stack; then it runs after the first.
+#[test]
+fn a_second_tc_program_is_refused_unless_stacked() {
+    let lab = lab();
+    let server = &lab.server;
+    let apis: &[&str] = if tcx_supported() { &["tcx", "netlink"] } else { &["netlink"] };
+    for api in apis {
+        let mut first = run_in(server, "tc", &[server.iface, "--attach", api]);
+        first.wait_attached();
+        let end = run_in(server, "tc_pingpong", &[server.iface]).wait(Duration::from_secs(20));
+        assert!(!end.status.success(), "the second program was not refused ({api})");
+        let kind = if *api == "tcx" { "TCX link" } else { "netlink filter" };
+        assert!(
+            end.stderr.contains("already has TC ingress programs: tc_ingress (id "),
+            "{}",
+            end.stderr
+        );
+        assert!(end.stderr.contains(kind), "{api}: {}", end.stderr);
+        if *api == "netlink" {
+            // Both would need the workshop's one netlink filter handle: no --stack.
+            first.stop(Signal::SIGINT, Duration::from_secs(2));
+            continue;
+        }
+        assert!(end.stderr.contains("--stack"), "{}", end.stderr);
+
+        let mut second = run_in(server, "tc_pingpong", &[server.iface, "--stack"]);
+        second.wait_attached();
+        second.stop(Signal::SIGINT, Duration::from_secs(2));
+        first.stop(Signal::SIGINT, Duration::from_secs(2));
+        assert_eq!(tc_ingress_on(server), (0, String::new()), "{api}: left attached");
+    }
+}
