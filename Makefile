@@ -11,7 +11,7 @@ ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
 
-.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-down bench new clean
+.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-reset lab-down status bench new clean
 EXAMPLE    ?= hello
 
 help: ## list the targets
@@ -66,6 +66,14 @@ test-only: ## the test suite alone (runs as root through the runner in .cargo/co
 lab: deps ## build the packet lab: client and server namespaces joined by veth
 	@echo "==> lab: two network namespaces ($(LAB)-client, $(LAB)-server) and a veth pair"
 	$(CARGO) run --quiet --bin lab -- up --name $(LAB)
+
+lab-reset: ## put the lab back as `make lab` made it (kernel echo replies on, nothing attached)
+	@echo "==> lab-reset: removing and rebuilding $(LAB)-client and $(LAB)-server"
+	$(CARGO) run --quiet --bin lab -- reset --name $(LAB)
+
+status: ## show what is attached in the lab (XDP, TCX and netlink TC) and the echo settings
+	@echo "==> status: programs attached in $(LAB)-client and $(LAB)-server"
+	$(CARGO) run --quiet --bin lab -- status --name $(LAB)
 
 lab-down: ## remove the packet lab and everything attached to it
 	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server"
