@@ -53,9 +53,9 @@ hello: deps ## run the first example, with its "I'm alive!" lines (Ctrl-C to sto
 	@echo "==> hello: cargo run --example hello -- --printk"
 	$(CARGO) run --example hello -- --printk
 
-trace: ## stream bpf_printk output (the kernel trace pipe)
-	@echo "==> trace: $(SUDO) cat /sys/kernel/tracing/trace_pipe (Ctrl-C to stop)"
-	$(SUDO) cat /sys/kernel/tracing/trace_pipe
+trace: ## stream new bpf_printk output (the kernel trace pipe; Ctrl-C to stop)
+	@echo "==> trace: $(SUDO) cat /sys/kernel/tracing/trace_pipe, after dropping the lines already waiting there"
+	@$(SUDO) sh -c 'timeout 0.3 cat /sys/kernel/tracing/trace_pipe >/dev/null; exec cat /sys/kernel/tracing/trace_pipe'
 
 test: deps lint test-only ## deps + lint + the full end-to-end test suite (needs root)
 
