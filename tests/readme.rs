@@ -1,8 +1,9 @@
 //! The README cannot rot: every command block marked `<!-- run: NAME -->` is run as
-//! written (in a fresh lab when marked `lab`, with its namespace names swapped for
-//! the lab's), and the output block marked `<!-- output: NAME -->` must match what
-//! the example really printed, line by line, with numbers masked (times, pids,
-//! addresses and counts vary from run to run).
+//! written, in README order, as a reader does: the blocks marked `lab` all in one
+//! lab (its namespace names swapped for the lab's), so a chapter that leaves the lab
+//! changed breaks the chapters after it. The output block marked
+//! `<!-- output: NAME -->` must match what the example really printed, line by
+//! line, with numbers masked (times, pids, addresses and counts vary from run to run).
 //!
 //! `README_CAPTURE=1 cargo test --test readme -- --nocapture` prints fresh outputs
 //! to paste into the README.
@@ -156,9 +157,10 @@ fn readme_commands_run_and_outputs_match() {
     assert!(all.len() >= 8, "expected a run block per example, found {}", all.len());
     let capture = std::env::var_os("README_CAPTURE").is_some();
     let mut failures = Vec::new();
+    // One lab for the whole walk, as a reader has.
+    let lab = lab();
     for s in &all {
-        let lab = s.lab.then(lab);
-        let actual = run(s, lab.as_ref().map(|l| l.name.as_str()));
+        let actual = run(s, s.lab.then_some(lab.name.as_str()));
         let shapes: Vec<String> = actual.lines().map(shape).collect();
         // The "no kprobes" note only appears on kernels without kprobes.
         let kernel_specific =
@@ -176,6 +178,12 @@ fn readme_commands_run_and_outputs_match() {
                 "{}: README lines not in the real output: {missing:#?}\nreal output:\n{actual}",
                 s.name
             ));
+        }
+    }
+    // After the walk the lab is as `make lab` made it: the kernel answers pings.
+    for (from, to) in [(&lab.client, &lab.server), (&lab.server, &lab.client)] {
+        if ping(from, to.ipv4, 1) != 1 {
+            failures.push(format!("after the chapters, {} no longer answers pings", to.ns));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
