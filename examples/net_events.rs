@@ -171,8 +171,17 @@ fn filters(args: &Args) -> Result<(u32, u32)> {
         (Some(i), None) => {
             // An interface of another namespace: say how to name both.
             let here = nix::net::if_::if_nametoindex(i.as_str()).is_ok();
-            if let Some(ns) = namespaces_with_interface(i).first().filter(|_| !here) {
-                bail!("interface {i} is in network namespace {ns}: add `--netns {ns} --iface {i}`");
+            let elsewhere = namespaces_with_interface(i);
+            match elsewhere.as_slice() {
+                [ns] if !here => {
+                    bail!("interface {i} is in network namespace {ns}: add `--netns {ns} --iface {i}`")
+                }
+                [_, _, ..] if !here => bail!(
+                    "interface {i} is in the network namespaces {}: add `--netns NAME --iface {i}` \
+                     with one of them",
+                    elsewhere.join(", ")
+                ),
+                _ => {}
             }
             interface(i)?.index
         }

@@ -16,12 +16,19 @@ pub struct Interface {
 pub fn interface(name: &str) -> Result<Interface> {
     let Ok(index) = nix::net::if_::if_nametoindex(name) else {
         let elsewhere = crate::netns::namespaces_with_interface(name);
-        if let Some(ns) = elsewhere.first() {
-            bail!(
+        let program = std::env::args().next().unwrap_or_default();
+        match elsewhere.as_slice() {
+            [] => {}
+            [ns] => bail!(
                 "interface {name} is not in this network namespace but in `{ns}`: run the \
-                 example there, e.g. `sudo ip netns exec {ns} {} {name}`",
-                std::env::args().next().unwrap_or_default()
-            );
+                 example there, e.g. `sudo ip netns exec {ns} {program} {name}`"
+            ),
+            _ => bail!(
+                "interface {name} is not in this network namespace but in {}: run the example \
+                 in one of them, e.g. `sudo ip netns exec {} {program} {name}`",
+                elsewhere.join(", "),
+                elsewhere[0]
+            ),
         }
         bail!("interface {name} not found: `ip link` lists the interfaces");
     };

@@ -96,3 +96,27 @@ fn the_interface_filter_sees_only_its_interface() {
         assert_eq!(all > 0, expect_events, "{iface}: {all} events\n{}", end.stdout);
     }
 }
+
+/// An interface of another namespace: the message names both flags, and the
+/// command it suggests works.
+#[test]
+fn an_interface_in_another_namespace_gets_a_command_that_works() {
+    let lab = common::lab();
+    let server = &lab.server;
+    let end = run_to_end("net_events", &["--iface", server.iface, "--interval", "0"]);
+    assert!(!end.status.success());
+    // Other labs may exist meanwhile: then the message lists every namespace.
+    let hint = format!("--netns {} --iface {}", server.ns, server.iface);
+    let named = end.stderr.contains(&format!("add `{hint}`"))
+        || (end.stderr.contains(&server.ns)
+            && end.stderr.contains(&format!("add `--netns NAME --iface {}`", server.iface)));
+    assert!(named, "{}", end.stderr);
+
+    let mut args: Vec<&str> = hint.split(' ').collect();
+    args.extend(["--interval", "0", "--", "ip", "netns", "exec", &lab.client.ns, "ping"]);
+    let target = server.ipv4.to_string();
+    args.extend(["-c", "1", "-q", &target]);
+    let end = run_to_end("net_events", &args);
+    assert!(end.status.success(), "the suggested command failed: {end:?}");
+    assert!(end.stdout.contains("totals:"), "{}", end.stdout);
+}
