@@ -55,3 +55,24 @@ fn drop_pings_stops_pings_but_not_tcp() {
     assert_eq!(xdp_on(server), None);
     assert_eq!(ping(client, server.ipv4, 1), 1, "pings work again after exit");
 }
+
+/// An XDP example run twice on one interface: the second says to stop the first
+/// (whose bpf_link nothing else can remove), not to detach it by hand.
+#[test]
+fn a_second_run_on_the_same_interface_says_to_stop_the_first() {
+    let lab = lab();
+    let server = &lab.server;
+    let mut first = run_in(server, "xdp", &[server.iface]);
+    first.wait_attached();
+    let end = run_in(server, "xdp_pingpong", &[server.iface]).wait(Duration::from_secs(20));
+    assert!(!end.status.success());
+    assert!(end.stderr.contains("already has an XDP program"), "{}", end.stderr);
+    assert!(end.stderr.contains("stop it (Ctrl-C)"), "{}", end.stderr);
+    assert!(!end.stderr.contains("xdp off"), "suggests a command that fails: {}", end.stderr);
+    // --replace cannot take a bpf_link either, and says so.
+    let end = run_in(server, "xdp_pingpong", &[server.iface, "--replace"])
+        .wait(Duration::from_secs(20));
+    assert!(!end.status.success());
+    assert!(end.stderr.contains("stop that process first"), "{}", end.stderr);
+    first.stop(Signal::SIGINT, Duration::from_secs(2));
+}
