@@ -26,9 +26,13 @@
  * fast the packets come; none at all while the reader keeps up on its own. */
 static __always_inline __u64 wakeup_flags(void *ringbuf, __u64 size) {
     __u64 waiting = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA); /* ours included */
-    __u64 batch = bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8;
-    __u64 before = waiting - size - RINGBUF_HDR_SZ; /* waiting before our record */
-    if (waiting < size + RINGBUF_HDR_SZ || batch == 0)
+    /* The ring's size is a power of two, so an eighth of it is one too, and
+     * "which multiple of it" is a mask away (no division on the fast path). */
+    __u64 batch_mask = ~(bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8 - 1);
+    __u64 record = size + RINGBUF_HDR_SZ;
+    if (waiting < record)
         return BPF_RB_NO_WAKEUP;
-    return waiting / batch != before / batch ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+    __u64 before = waiting - record; /* what was waiting before our record */
+    return (waiting & batch_mask) != (before & batch_mask) ? BPF_RB_FORCE_WAKEUP
+                                                           : BPF_RB_NO_WAKEUP;
 }
