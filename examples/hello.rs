@@ -68,6 +68,13 @@ fn main() -> Result<()> {
     // Before anything runs, so that only this run's lines are shown.
     let printk = args.printk.then(open_trace_pipe).transpose()?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → load: libbpf parses the object, fixes up CO-RE offsets for this
     // kernel, and the verifier checks every program.
     let mut storage = MaybeUninit::uninit();
@@ -91,12 +98,6 @@ fn main() -> Result<()> {
     if let Some(pipe) = printk {
         stream_printk(pipe);
     }
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per event, with the record's bytes.
     let clock = Clock::start();

@@ -65,6 +65,13 @@ fn main() -> Result<()> {
     preflight::check(Needs::Tracing)?;
     let (netns_inode, ifindex) = filters(&args)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     let mut storage = MaybeUninit::uninit();
     let mut open =
         NetEventsSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
@@ -112,10 +119,6 @@ fn main() -> Result<()> {
     let columns = [("EVENT", 30), ("COUNT", 0)];
     let table = (args.interval > 0).then(|| Table::new(&columns));
     // Count until Ctrl-C, or until the command exits.
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let mut last_print = Instant::now();
     let status = loop {
         if stop.load(Ordering::SeqCst) {

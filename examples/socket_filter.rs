@@ -63,6 +63,13 @@ fn main() -> Result<()> {
     preflight::check(Needs::PacketSocket)?;
     let iface = interface(&args.iface)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → configure → load: the verifier checks the filter.
     let mut storage = MaybeUninit::uninit();
     let mut open =
@@ -74,11 +81,6 @@ fn main() -> Result<()> {
     // socket removes it. src/packet_socket.rs shows the few socket calls.
     let socket = PacketSocket::open(&iface, &skel.progs.socket_filter)?;
     eprintln!("attached: socket filter on a packet socket bound to {}", iface.name);
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // Two streams of lines under one header: packets the filter kept (read from
     // the socket) and ping reports (read from the ring buffer).

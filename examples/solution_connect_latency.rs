@@ -55,6 +55,13 @@ fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → configure → load → attach
     let mut storage = MaybeUninit::uninit();
     let mut open = SolutionConnectLatencySkelBuilder::default()
@@ -70,11 +77,6 @@ fn main() -> Result<()> {
         .context("attaching to the tracepoint sock:inet_sock_set_state")?;
     eprintln!("attached: tracepoint sock:inet_sock_set_state");
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let table = Table::new(&[
         ("TIME(s)", 9),

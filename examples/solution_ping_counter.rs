@@ -12,7 +12,7 @@
 //! `sudo ip netns exec ebpfws-server target/debug/examples/solution_ping_counter veth-server`,
 //! then `sudo ip netns exec ebpfws-client ping -c 3 10.77.0.2` (and `fd77::2`).
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, an interface with XDP support
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF, an interface with XDP support
 //! (generic mode works everywhere).
 
 use std::mem::MaybeUninit;
@@ -58,6 +58,13 @@ fn main() -> Result<()> {
     let iface = interface(&args.iface)?;
     xdp::make_room(&iface, args.replace)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → load (nothing to configure) → attach
     let mut storage = MaybeUninit::uninit();
     let open = SolutionPingCounterSkelBuilder::default()
@@ -77,9 +84,6 @@ fn main() -> Result<()> {
     eprintln!("counting pings");
 
     // No ring buffer to wait on: look at the map once a second, until Ctrl-C.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let mut shown = Vec::new();
     let mut next = Instant::now() + Duration::from_secs(1);

@@ -15,7 +15,7 @@
 //! `sudo ip netns exec ebpfws-server target/debug/examples/solution_pingpong_one_address veth-server --only 10.77.0.2`
 //! and ping 10.77.0.2 (answered) and 10.77.0.3 (not) from ebpfws-client.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, an interface with XDP support; on
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF, an interface with XDP support; on
 //! veth, an XDP program on the peer (the lab has one) or XDP_TX frames are dropped.
 
 use std::mem::MaybeUninit;
@@ -81,6 +81,13 @@ fn main() -> Result<()> {
         );
     }
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → configure → load → attach
     let mut storage = MaybeUninit::uninit();
     let mut open = SolutionPingpongOneAddressSkelBuilder::default()
@@ -103,11 +110,6 @@ fn main() -> Result<()> {
     );
     eprintln!("answering pings to {}", args.only);
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let pings = PingTable::new(true);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {

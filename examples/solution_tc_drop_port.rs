@@ -15,7 +15,7 @@
 //! gets no answer at all: its SYNs (flags SYN) are listed as they are dropped. Ping
 //! still works.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF; TCX needs Linux 6.6.
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
@@ -84,6 +84,13 @@ fn main() -> Result<()> {
         guard_default_route(&iface, args.force, "drop incoming SSH")?;
     }
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → configure → load → attach
     let mut storage = MaybeUninit::uninit();
     let mut open = SolutionTcDropPortSkelBuilder::default()
@@ -99,11 +106,6 @@ fn main() -> Result<()> {
     );
     eprintln!("dropping incoming TCP to port {}", args.port);
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
     let clock = Clock::start();
     let table =
         Table::new(&[("TIME(s)", 9), ("IP", 2), ("SOURCE", 28), ("DESTINATION", 28), ("FLAGS", 0)]);

@@ -13,7 +13,7 @@
 //! `sudo ip netns exec ebpfws-server target/debug/examples/tc veth-server`, then ping
 //! 10.77.0.2 from the client: no answer, while TCP still works.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF; TCX needs Linux 6.6.
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF; TCX needs Linux 6.6.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +87,13 @@ fn main() -> Result<()> {
     let doing = if args.drop_all { "drop every incoming packet" } else { "drop pings" };
     guard_default_route(&iface, args.force, doing)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open: libbpf reads the object built into the skeleton; nothing is in the
     // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
@@ -106,12 +113,6 @@ fn main() -> Result<()> {
         iface.name,
         attached.describe()
     );
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per report, with the record's bytes.
     let pings = PingTable::new(!args.quiet);

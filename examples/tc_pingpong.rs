@@ -11,7 +11,7 @@
 //! Try it in the lab (`make lab` prints the commands): run it on `veth-server`,
 //! switch the server kernel's echo replies off, ping from the client.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF.
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +80,13 @@ fn main() -> Result<()> {
     }
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open: libbpf reads the object built into the skeleton; nothing is in the
     // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
@@ -98,12 +105,6 @@ fn main() -> Result<()> {
         iface.name,
         attached.describe()
     );
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per report, with the record's bytes.
     let pings = PingTable::new(!args.quiet);

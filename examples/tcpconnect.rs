@@ -62,6 +62,13 @@ fn main() -> Result<()> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open → configure: filters go into read-only data before the verifier sees it.
     let mut storage = MaybeUninit::uninit();
     let mut open =
@@ -97,12 +104,6 @@ fn main() -> Result<()> {
         (0, HookKind::Tracepoint) => "ok".to_string(),
         (err, _) => errno_name(err), // e.g. ECONNREFUSED
     };
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per event, with the record's bytes.
     let clock = Clock::start();

@@ -13,7 +13,7 @@
 //! `sudo ip netns exec ebpfws-server target/debug/examples/xdp veth-server`,
 //! then ping 10.77.0.2 from the client namespace.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF. Drivers with XDP support (veth,
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF. Drivers with XDP support (veth,
 //! most 10G+ NICs) run it natively; the kernel runs it in generic mode elsewhere.
 
 use std::mem::MaybeUninit;
@@ -80,6 +80,13 @@ fn main() -> Result<()> {
     }
     xdp::make_room(&iface, args.replace)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open: libbpf reads the object built into the skeleton; nothing is in the
     // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
@@ -100,12 +107,6 @@ fn main() -> Result<()> {
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
     eprintln!("attached: XDP program xdp_inspect on {} ({} mode)", iface.name, xdp::mode(&iface));
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per report, with the record's bytes.
     let pings = PingTable::new(!args.quiet);

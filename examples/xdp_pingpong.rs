@@ -12,7 +12,7 @@
 //! come from this program. On veth, the peer needs an XDP program too (the lab has
 //! one) or XDP_TX frames are dropped.
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, an interface with XDP support.
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF, an interface with XDP support.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +73,13 @@ fn main() -> Result<()> {
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
     xdp::make_room(&iface, args.replace)?;
 
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
+    // detached on the way out. Set before anything is attached, so that no Ctrl-C
+    // can end the process with a program still attached.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
+
     // open: libbpf reads the object built into the skeleton; nothing is in the
     // kernel yet, so read-only data can still be set.
     let mut storage = MaybeUninit::uninit();
@@ -91,12 +98,6 @@ fn main() -> Result<()> {
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
     eprintln!("attached: XDP program xdp_pingpong on {} ({} mode)", iface.name, xdp::mode(&iface));
-
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything
-    // is detached on the way out.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
 
     // The ring buffer: one callback per report, with the record's bytes.
     let pings = PingTable::new(!args.quiet);

@@ -22,7 +22,8 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub enum Needs {
     /// kprobes and tracepoints: CAP_BPF + CAP_PERFMON, BTF, tracefs.
     Tracing,
-    /// XDP and TC: CAP_BPF + CAP_NET_ADMIN, BTF.
+    /// XDP and TC: CAP_BPF + CAP_NET_ADMIN, BTF, and CAP_PERFMON: the verifier lets
+    /// only a perfmon-capable loader compare or subtract packet pointers.
     Networking,
     /// A socket filter on a raw packet socket: CAP_BPF + CAP_NET_RAW, BTF.
     PacketSocket,
@@ -50,18 +51,20 @@ pub fn check(needs: Needs) -> Result<()> {
 fn privileges(needs: Needs) -> Result<()> {
     let have = effective_caps()?;
     let has = |cap: u32| have & (1u64 << cap) != 0;
-    let (second, name) = match needs {
-        Needs::Tracing => (CAP_PERFMON, "CAP_PERFMON"),
-        Needs::Networking => (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-        Needs::PacketSocket => (CAP_NET_RAW, "CAP_NET_RAW"),
+    let (wanted, names): (&[u32], &str) = match needs {
+        Needs::Tracing => (&[CAP_BPF, CAP_PERFMON], "CAP_BPF and CAP_PERFMON"),
+        Needs::Networking => {
+            (&[CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON], "CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
+        }
+        Needs::PacketSocket => (&[CAP_BPF, CAP_NET_RAW], "CAP_BPF and CAP_NET_RAW"),
     };
     // Before 5.8 there was no CAP_BPF/CAP_PERFMON and CAP_SYS_ADMIN covered both.
-    let ok = (has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(second) || has(CAP_SYS_ADMIN));
+    let ok = wanted.iter().all(|&cap| has(cap) || has(CAP_SYS_ADMIN));
     if !ok {
         // The command as the user typed it, so that it can be copied with sudo.
         let command: Vec<String> = std::env::args().collect();
         bail!(
-            "loading eBPF programs needs root (or CAP_BPF and {name}): run it with sudo, \
+            "loading eBPF programs needs root (or {names}): run it with sudo, \
              e.g. `sudo {}` (`cargo run --example ...` does that for you)",
             command.join(" ")
         );

@@ -191,16 +191,20 @@ static __always_inline bool echo_answerable(const struct packet *p) {
             p->icmp->checksum == bpf_htons(0xF7FF))
             return false;
         /* The length must cover the headers we answer with, and the frame must hold
-         * what the length claims (a truncated frame does not). */
+         * what the length claims (a truncated frame does not). Compare it with the
+         * bytes present as integers, never as `ip + len <= end`: the length comes
+         * from the packet, and older verifiers (6.1) do not know that a byte-swapped
+         * __u16 is below 65536, so they refuse to add it to a packet pointer:
+         * "math between pkt pointer and register with unbounded min value". */
         __u16 len = bpf_ntohs(p->ip->tot_len);
         return len >= sizeof(struct iphdr) + sizeof(struct icmphdr) &&
-               (void *)p->ip + len <= p->c.end;
+               len <= p->c.end - (void *)p->ip;
     }
     if (p->ip6) {
         if (p->ip6->daddr.in6_u.u6_addr8[0] == 0xff) /* ff00::/8 is multicast */
             return false;
-        __u16 len = bpf_ntohs(p->ip6->payload_len);
-        return len >= sizeof(struct icmp6hdr) && (void *)(p->ip6 + 1) + len <= p->c.end;
+        __u16 len = bpf_ntohs(p->ip6->payload_len); /* what follows the fixed header */
+        return len >= sizeof(struct icmp6hdr) && len <= p->c.end - (void *)(p->ip6 + 1);
     }
     return false;
 }
