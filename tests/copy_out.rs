@@ -62,7 +62,7 @@ fn copied_hello_and_xdp_pingpong_build_and_run_like_the_examples() {
     run.wait_attached();
     let marker = std::env::temp_dir().join(unique("ebpfws-copied-"));
     std::fs::copy("/bin/true", &marker).unwrap();
-    Command::new(&marker).status().unwrap();
+    spawn_fresh_copy(&marker).wait().unwrap();
     run.wait_for(marker.to_str().unwrap(), Duration::from_secs(10));
     let end = run.stop(Signal::SIGINT, Duration::from_secs(2));
     assert!(end.status.success(), "{end:?}");

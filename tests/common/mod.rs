@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// Time limits stretch by `EBPF_WORKSHOP_TIME_SCALE` (a whole number, default 1):
+/// `make test-kernels` sets it when a kernel runs under emulation, where everything
+/// takes several times longer. Every limit in the tests goes through this.
+pub fn scaled(limit: Duration) -> Duration {
+    let scale = std::env::var("EBPF_WORKSHOP_TIME_SCALE").ok().and_then(|s| s.parse().ok());
+    limit * scale.unwrap_or(1u32).max(1)
+}
+
 /// The built example binary: tests run from target/<profile>/deps/, examples are
 /// in target/<profile>/examples/ (cargo test builds them first).
 pub fn example_path(name: &str) -> PathBuf {
@@ -89,7 +97,7 @@ impl Running {
         what: &str,
         pred: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         loop {
             let out = format!("{}{}", self.stdout(), self.stderr());
             if let Some(line) = out.lines().find(|l| pred(l)) {
@@ -126,7 +134,7 @@ impl Running {
 
     /// The exit, if the process ends within `timeout` on its own; None if it runs on.
     pub fn wait_for_exit_or(&mut self, timeout: Duration) -> Option<Finished> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         while Instant::now() < deadline {
             if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
                 return Some(self.wait(Duration::from_secs(1)));
@@ -138,6 +146,7 @@ impl Running {
 
     /// Wait for the process to exit on its own.
     pub fn wait(&mut self, timeout: Duration) -> Finished {
+        let timeout = scaled(timeout);
         let started = Instant::now();
         let status = loop {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -217,7 +226,7 @@ pub fn prog_loaded(id: u32) -> bool {
 /// after the last reference goes, so allow it a moment).
 pub fn assert_unloaded(ids: &[u32]) {
     assert!(!ids.is_empty(), "the example held no BPF programs: nothing was checked");
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + scaled(Duration::from_secs(3));
     while ids.iter().any(|&id| prog_loaded(id)) {
         assert!(
             Instant::now() < deadline,
@@ -226,6 +235,22 @@ pub fn assert_unloaded(ids: &[u32]) {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Start a program that a test has just written (a copy of /bin/true with a unique
+/// name). Another test thread may fork while the copy is still open for writing;
+/// the child holds that descriptor until its own exec, and until then exec'ing the
+/// copy fails with ETXTBSY. Retry for a moment instead of failing.
+pub fn spawn_fresh_copy(path: &std::path::Path) -> Child {
+    for _ in 0..100 {
+        match Command::new(path).spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            other => return other.unwrap_or_else(|e| panic!("running {}: {e}", path.display())),
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY)", path.display());
 }
 
 /// A name no other test run uses at the same time.
@@ -294,9 +319,13 @@ pub fn xdp_on(host: &Host) -> Option<u32> {
 
 /// Wait (a little) for `cond`, which the kernel may make true asynchronously.
 pub fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     while !cond() {
-        assert!(Instant::now() < deadline, "{what}: still not true after 5s");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still not true after {:?}",
+            scaled(Duration::from_secs(5))
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -392,7 +421,7 @@ pub mod skel {
             }
         )*};
     }
-    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong);
+    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong, xdp_lb, cgroup_firewall);
 }
 
 /// What a packet program did with one frame under `BPF_PROG_TEST_RUN`.
