@@ -10,8 +10,9 @@ DEB_PKGS   := clang clang-format llvm libelf-dev zlib1g-dev pkg-config bpftool i
 ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/riscv64/riscv/' -e 's/ppc64le/powerpc/' -e 's/s390x/s390/' -e 's/loongarch64/loongarch/')
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
+LB_LAB     := ebpflb
 
-.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-reset lab-down status bench new clean
+.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-lb lab-reset lab-down status bench new clean test-kernels
 EXAMPLE    ?= hello
 
 help: ## list the targets
@@ -67,6 +68,10 @@ lab: deps ## build the packet lab: client and server namespaces joined by veth
 	@echo "==> lab: two network namespaces ($(LAB)-client, $(LAB)-server) and a veth pair"
 	$(CARGO) run --quiet --bin lab -- up --name $(LAB)
 
+lab-lb: deps ## build the load-balancer lab: client, balancer, two backends on a bridge
+	@echo "==> lab-lb: namespaces $(LB_LAB)-client, -lb, -b1, -b2 on a bridge in $(LB_LAB)-br; a service on each backend"
+	$(CARGO) run --quiet --bin lab -- up-lb --name $(LB_LAB)
+
 lab-reset: ## put the lab back as `make lab` made it (kernel echo replies on, nothing attached)
 	@echo "==> lab-reset: removing and rebuilding $(LAB)-client and $(LAB)-server"
 	$(CARGO) run --quiet --bin lab -- reset --name $(LAB)
@@ -75,9 +80,14 @@ status: ## show what is attached in the lab (XDP, TCX and netlink TC) and the ec
 	@echo "==> status: programs attached in $(LAB)-client and $(LAB)-server"
 	$(CARGO) run --quiet --bin lab -- status --name $(LAB)
 
-lab-down: ## remove the packet lab and everything attached to it
-	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server"
+lab-down: ## remove the labs (packet and load-balancer) and everything attached to them
+	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server, and the $(LB_LAB)-* ones"
 	$(CARGO) run --quiet --bin lab -- down --name $(LAB)
+	$(CARGO) run --quiet --bin lab -- down --name $(LB_LAB)
+
+test-kernels: deps ## the kernel-dependent tests inside Debian 12's 6.1 kernel too (QEMU; .ci/kernels.list)
+	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"
+	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels
 
 bench: deps ## measure program cost, ping three ways, events, start-up (release build)
 	@echo "==> bench: cargo build --release, then target/release/bench (prints markdown, writes target/bench.json)"

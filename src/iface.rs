@@ -136,3 +136,13 @@ pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Resul
     }
     Ok(())
 }
+
+/// The IPv4 addresses of interface `name` in this network namespace.
+pub fn ipv4_addresses(name: &str) -> Vec<std::net::Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .into_iter()
+        .flatten()
+        .filter(|a| a.interface_name == name)
+        .filter_map(|a| Some(a.address?.as_sockaddr_in()?.ip()))
+        .collect()
+}

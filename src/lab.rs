@@ -10,6 +10,9 @@
 //!
 //! `make lab` builds one named `ebpfws` that stays until `make lab-down`; tests
 //! build their own with unique names and remove them on drop, even on panic.
+//!
+//! [`LbLab`] is the second layout, for xdp_lb: a client, a load balancer and two
+//! backends on one bridge (`make lab-lb`; picture below, at its code).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -176,7 +179,10 @@ impl Drop for Lab {
 }
 
 fn wait_until_up(host: &Host) -> Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    // Longer under emulation (`make test-kernels` sets EBPF_WORKSHOP_TIME_SCALE).
+    let scale = std::env::var("EBPF_WORKSHOP_TIME_SCALE").ok().and_then(|s| s.parse().ok());
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(3) * scale.unwrap_or(1u32);
     loop {
         let out = run_checked(
             Command::new("ip").args(["-n", &host.ns, "-o", "link", "show", "dev", host.iface]),
@@ -258,6 +264,243 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
             "attaching the XDP pass program to {iface}: {}",
             std::io::Error::from_raw_os_error(-rc)
         );
+    }
+    Ok(())
+}
+
+// ---- the load-balancer lab --------------------------------------------------------
+//
+// Four hosts on one Ethernet segment: a bridge inside a namespace of its own, and a
+// veth pair from it to each host. Same rule as above: everything lives in
+// namespaces this code creates, nothing in the root namespace.
+//
+// ```text
+//                          namespace <name>-br: bridge br0
+//            ┌──────────────┬──────────────┴──┬─────────────────┐
+//          p-client        p-lb (XDP pass)   p-b1              p-b2
+//            │ veth          │ veth            │ veth            │ veth
+//   <name>-client        <name>-lb          <name>-b1          <name>-b2
+//   veth-client          veth-lb            veth-b1            veth-b2
+//   10.78.0.1            10.78.0.2          10.78.0.11         10.78.0.12
+//                        + VIP 10.78.0.10   "served by b1"     "served by b2"
+// ```
+
+/// The load-balancer lab's subnet is 10.78.0.0/24 (fd78::/64), apart from the
+/// packet lab's 10.77.0.0/24, so both labs can be up at once.
+pub const LB_VIP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 10);
+pub const LB_VIP6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 0x10);
+/// The port the backends' service listens on (connections to VIP:port keep it).
+pub const LB_PORT: u16 = 8080;
+/// The bridge-side end of the balancer's veth: it receives the XDP_TX frames.
+pub const LB_BRIDGE_PORT: &str = "p-lb";
+/// Lines in a backend's answer: several TCP segments, all of which must come
+/// from the same backend for the answer to read right.
+const ANSWER_LINES: usize = 400;
+
+/// A client, a load balancer and two backends on one bridge.
+pub struct LbLab {
+    pub name: String,
+    pub client: Host,
+    pub lb: Host,
+    pub backends: [Host; 2],
+    /// The virtual address clients connect to; an address of `lb`.
+    pub vip: Ipv4Addr,
+    keep: bool,
+}
+
+impl LbLab {
+    /// The namespace names of lab `name`; the bridge's last.
+    pub fn namespaces(name: &str) -> Vec<String> {
+        ["client", "lb", "b1", "b2", "br"].iter().map(|h| format!("{name}-{h}")).collect()
+    }
+
+    /// Build lab `name`: namespaces `<name>-client`, `-lb`, `-b1`, `-b2` and `-br`.
+    /// The backends have no service yet: see [`serve_name`].
+    pub fn up(name: &str) -> Result<LbLab> {
+        let host = |h: &str, iface: &'static str, last: u8| Host {
+            ns: format!("{name}-{h}"),
+            iface,
+            ipv4: Ipv4Addr::new(10, 78, 0, last),
+            ipv6: Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, last.into()),
+        };
+        let mut lab = LbLab {
+            name: name.to_string(),
+            client: host("client", "veth-client", 1),
+            lb: host("lb", "veth-lb", 2),
+            backends: [host("b1", "veth-b1", 11), host("b2", "veth-b2", 12)],
+            vip: LB_VIP,
+            keep: true, // an existing lab of the same name must survive a failed attempt
+        };
+        let all = LbLab::namespaces(name);
+        for ns in &all {
+            if std::path::Path::new(NETNS_DIR).join(ns).exists() {
+                bail!("network namespace {ns} already exists: remove the old lab first (`make lab-down`)");
+            }
+        }
+        lab.keep = false; // from here on, dropping `lab` removes what was built
+        for ns in &all {
+            run_checked(Command::new("ip").args(["netns", "add", ns]))?;
+            in_namespace(ns, || {
+                std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0")
+            })??;
+        }
+        let br = format!("{name}-br");
+        let br_ip = |args: &[&str]| run_checked(Command::new("ip").args(["-n", &br]).args(args));
+        br_ip(&["link", "add", "br0", "type", "bridge"])?;
+        let hosts: Vec<Host> = [&lab.client, &lab.lb, &lab.backends[0], &lab.backends[1]]
+            .into_iter()
+            .cloned()
+            .collect();
+        for h in &hosts {
+            let port = h.iface.replace("veth-", "p-");
+            // Both ends are created inside namespaces: nothing appears in the root one.
+            run_checked(Command::new("ip").args([
+                "-n", &h.ns, "link", "add", h.iface, "type", "veth", "peer", "name", &port,
+                "netns", &br,
+            ]))?;
+            br_ip(&["link", "set", &port, "master", "br0"])?;
+        }
+        // The balancer answers with XDP_TX: its frames go to the peer of veth-lb,
+        // the bridge port p-lb, whose XDP receive path exists only while it has an
+        // XDP program of its own (see Lab::up). Without this pass-everything
+        // program every balanced frame would vanish. The other ports never receive
+        // XDP_TX frames and need nothing.
+        in_namespace(&br, || attach_xdp_pass(LB_BRIDGE_PORT))??;
+        // XDP sees a frame as its sender wrote it. veth, like most NICs, lets the
+        // sender's kernel leave the TCP checksum unfinished (the "checksum offload"
+        // that hardware would complete); XDP_TX then sends it on unfinished, and the
+        // receiver drops it (TcpInCsumErrors in `nstat`). With checksum offload off
+        // on p-lb, the kernel finishes every checksum before a frame goes to the
+        // balancer, so xdp_lb's incremental updates start from a correct sum.
+        // (`ethtool -K p-lb tx off` does the same.)
+        in_namespace(&br, || tx_checksum_off(LB_BRIDGE_PORT))??;
+        for h in &hosts {
+            let ip = |args: &[&str]| run_checked(Command::new("ip").args(["-n", &h.ns]).args(args));
+            ip(&["addr", "add", &format!("{}/24", h.ipv4), "dev", h.iface])?;
+            ip(&["addr", "add", &format!("{}/64", h.ipv6), "dev", h.iface, "nodad"])?;
+            ip(&["link", "set", "lo", "up"])?;
+            ip(&["link", "set", h.iface, "up"])?;
+            br_ip(&["link", "set", &h.iface.replace("veth-", "p-"), "up"])?;
+        }
+        // The VIP is a second address of the balancer's veth: the client's ARP
+        // (and NDP) for it then reaches the balancer's kernel, which answers with
+        // its own MAC, so the client's packets for the VIP arrive where xdp_lb
+        // runs. /32 (/128): it adds no route, the /24 one is already there.
+        // Without xdp_lb, the balancer's kernel refuses connections to it (RST).
+        let lb_ip =
+            |args: &[&str]| run_checked(Command::new("ip").args(["-n", &lab.lb.ns]).args(args));
+        lb_ip(&["addr", "add", &format!("{LB_VIP}/32"), "dev", lab.lb.iface])?;
+        lb_ip(&["addr", "add", &format!("{LB_VIP6}/128"), "dev", lab.lb.iface, "nodad"])?;
+        br_ip(&["link", "set", "br0", "up"])?;
+        for h in &hosts {
+            wait_until_up(h)?;
+        }
+        // xdp_lb takes the backends' MACs from the balancer's neighbour table: one
+        // ping each fills it (the entries stay, going "STALE", which still has the MAC).
+        for b in &lab.backends {
+            lab.lb
+                .run(&["ping", "-c", "1", "-W", "2", "-q", &b.ipv4.to_string()])
+                .with_context(|| format!("the balancer cannot reach backend {}", b.ipv4))?;
+        }
+        Ok(lab)
+    }
+
+    /// Remove lab `name`: stop the processes inside its namespaces (the backends'
+    /// services of `lab up-lb`), then delete the namespaces, which deletes the veth
+    /// pairs, the bridge and every program attached. Missing parts are fine.
+    pub fn down(name: &str) -> Result<()> {
+        for ns in LbLab::namespaces(name) {
+            if !std::path::Path::new(NETNS_DIR).join(&ns).exists() {
+                continue;
+            }
+            let pids = run_checked(Command::new("ip").args(["netns", "pids", &ns]))?;
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+            run_checked(Command::new("ip").args(["netns", "del", &ns]))?;
+        }
+        Ok(())
+    }
+
+    /// Leave the lab in place when this value is dropped (for `make lab-lb`).
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for LbLab {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = LbLab::down(&self.name) {
+                eprintln!("removing lab {}: {e:#}", self.name);
+            }
+        }
+    }
+}
+
+/// The backends' service: for each connection, read the request (one line), answer
+/// "served by NAME" on [`ANSWER_LINES`] lines, close. Runs until the listener
+/// fails; one thread per connection. Bind `listener` inside the backend's namespace
+/// (a socket stays in the namespace it was made in).
+pub fn serve_name(listener: std::net::TcpListener, name: &str) {
+    let answer = answer(name);
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let answer = answer.clone();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut request = String::new();
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            if std::io::BufReader::new(&conn).read_line(&mut request).is_ok() {
+                let _ = conn.write_all(&answer);
+            }
+        });
+    }
+}
+
+/// What backend `name` answers.
+pub fn answer(name: &str) -> Vec<u8> {
+    format!("served by {name}\n").repeat(ANSWER_LINES).into_bytes()
+}
+
+/// The backend that sent `answer`, if it is complete and every line names the same one.
+pub fn answered_by(answer: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(answer).ok()?;
+    let name = text.lines().next()?.strip_prefix("served by ")?;
+    (text.as_bytes() == self::answer(name).as_slice()).then(|| name.to_string())
+}
+
+/// `ethtool -K iface tx off` in the current namespace: the kernel computes
+/// checksums before handing frames to `iface`, instead of leaving them to it.
+fn tx_checksum_off(iface: &str) -> Result<()> {
+    use nix::libc;
+    const ETHTOOL_STXCSUM: u32 = 0x17; // <linux/ethtool.h>: set TX checksum offload
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: 0 };
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(iface.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::empty(),
+        None,
+    )?;
+    // SAFETY: SIOCETHTOOL reads `req`, and through it `value`; both outlive the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    if rc < 0 {
+        bail!("turning TX checksum offload off on {iface}: {}", std::io::Error::last_os_error());
     }
     Ok(())
 }

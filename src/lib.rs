@@ -10,20 +10,24 @@
 //! - [`tc`]: TC ingress attachment, TCX link or netlink clsact (libbpf-rs lacks TCX).
 //! - [`kprobe_fallback`]: try the talk's kprobe, fall back to a tracepoint, say which.
 //! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
+//! - [`cgroup`]: a cgroup v2 directory to attach to, created and removed; commands in it.
 //! - [`maps`]: add up the per-CPU copies of a counter map.
+//! - [`neigh`]: the MAC address of a neighbour, from the kernel's ARP table.
 //! - [`pings`], [`format`]: rows and columns a person can scan.
 //! - [`netns`]: run code inside a named network namespace.
 //! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
 //!
 //! Not used by the examples (the lab, the tests and `make bench`):
-//! - [`lab`]: the two-namespace packet lab.
+//! - [`lab`]: the two-namespace packet lab, and the four-host load-balancer lab.
 //! - [`frames`]: hand-built frames and their expected replies, for tests.
 
+pub mod cgroup;
 pub mod format;
 pub mod iface;
 pub mod kprobe_fallback;
 pub mod libbpf_output;
 pub mod maps;
+pub mod neigh;
 pub mod netns;
 pub mod packet_socket;
 pub mod pings;

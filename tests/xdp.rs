@@ -70,8 +70,8 @@ fn a_second_run_on_the_same_interface_says_to_stop_the_first() {
     assert!(end.stderr.contains("stop it (Ctrl-C)"), "{}", end.stderr);
     assert!(!end.stderr.contains("xdp off"), "suggests a command that fails: {}", end.stderr);
     // --replace cannot take a bpf_link either, and says so.
-    let end = run_in(server, "xdp_pingpong", &[server.iface, "--replace"])
-        .wait(Duration::from_secs(20));
+    let end =
+        run_in(server, "xdp_pingpong", &[server.iface, "--replace"]).wait(Duration::from_secs(20));
     assert!(!end.status.success());
     assert!(end.stderr.contains("stop that process first"), "{}", end.stderr);
     first.stop(Signal::SIGINT, Duration::from_secs(2));

@@ -1,8 +1,10 @@
 //! `make lab` / `make lab-down`: build or remove the packet lab (see src/lab.rs).
 
+use std::os::unix::process::CommandExt;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ebpf_workshop::lab::Lab;
+use ebpf_workshop::lab::{Lab, LbLab};
 
 /// Two network namespaces joined by a veth pair, to try the packet examples safely.
 #[derive(Parser)]
@@ -26,6 +28,19 @@ enum Action {
     /// Show what is attached in the lab: XDP, TCX and netlink TC programs, and
     /// whether the kernels answer pings.
     Status,
+    /// Build the load-balancer lab (client, balancer, two backends on a bridge),
+    /// start each backend's service in the background, and print how to use it.
+    UpLb,
+    /// The backends' TCP service: answer each connection with "served by NAME"
+    /// (run inside a backend's namespace; `up-lb` starts it).
+    Serve {
+        /// The name to answer with.
+        #[arg(long)]
+        answer: String,
+        /// The port to listen on (all addresses).
+        #[arg(long, default_value_t = ebpf_workshop::lab::LB_PORT)]
+        port: u16,
+    },
 }
 
 fn main() -> Result<()> {
@@ -34,6 +49,7 @@ fn main() -> Result<()> {
     match args.action {
         Action::Down => {
             Lab::down(&args.name)?;
+            LbLab::down(&args.name)?;
             println!("lab {} removed", args.name);
         }
         Action::Reset => {
@@ -42,6 +58,12 @@ fn main() -> Result<()> {
             println!("lab {} reset: as `make lab` made it", args.name);
         }
         Action::Status => status(&args.name)?,
+        Action::UpLb => up_lb(&args.name)?,
+        Action::Serve { answer, port } => {
+            let listener = std::net::TcpListener::bind(("0.0.0.0", port))
+                .map_err(|e| anyhow::anyhow!("listening on port {port}: {e}"))?;
+            ebpf_workshop::lab::serve_name(listener, &answer);
+        }
         Action::Up => {
             let lab = Lab::up(&args.name)?;
             let (c, s) = (&lab.client, &lab.server);
@@ -104,5 +126,61 @@ fn status(name: &str) -> Result<()> {
             println!("{line}");
         }
     }
+    Ok(())
+}
+
+/// `make lab-lb`: the load-balancer lab, with each backend's service running in the
+/// background (this program again, as `lab serve`, inside the backend's namespace;
+/// `lab down` stops them with the lab).
+fn up_lb(name: &str) -> Result<()> {
+    use anyhow::Context;
+    use ebpf_workshop::lab::LB_PORT;
+    let lab = LbLab::up(name)?;
+    let exe = std::env::current_exe().context("finding the lab program")?;
+    for (b, answer) in lab.backends.iter().zip(["b1", "b2"]) {
+        b.cmd(&exe)
+            .args(["serve", "--answer", answer])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0) // not stopped by a Ctrl-C in the terminal that ran make
+            .spawn()
+            .with_context(|| format!("starting the service in {}", b.ns))?;
+    }
+    let (c, l) = (&lab.client, &lab.lb);
+    println!("lab {} is up (bridge in namespace {}-br):", lab.name, lab.name);
+    println!("  client:   namespace {:<14} {} {}", c.ns, c.iface, c.ipv4);
+    println!("  balancer: namespace {:<14} {} {}, VIP {}", l.ns, l.iface, l.ipv4, lab.vip);
+    for (b, answer) in lab.backends.iter().zip(["b1", "b2"]) {
+        println!(
+            "  backend:  namespace {:<14} {} {}, port {LB_PORT} answers \"served by {answer}\"",
+            b.ns, b.iface, b.ipv4
+        );
+    }
+    let backends: Vec<String> =
+        lab.backends.iter().map(|b| format!("--backend {}", b.ipv4)).collect();
+    println!();
+    println!("Run the load balancer on the balancer:");
+    println!("  cargo build --examples");
+    println!(
+        "  sudo ip netns exec {} target/debug/examples/xdp_lb {} --vip {} {}",
+        l.ns,
+        l.iface,
+        lab.vip,
+        backends.join(" ")
+    );
+    println!(
+        "and connect to the VIP from the client a few times (bash's /dev/tcp, no tool needed):"
+    );
+    println!(
+        "  for i in 1 2 3 4; do sudo ip netns exec {} bash -c 'exec 3<>/dev/tcp/{}/{LB_PORT}; echo hi >&3; head -1 <&3'; done",
+        c.ns, lab.vip
+    );
+    println!(
+        "Take a backend out while it runs: type `remove {}` (Enter) where xdp_lb runs.",
+        lab.backends[1].ipv4
+    );
+    println!("Remove it with `make lab-down`.");
+    lab.keep();
     Ok(())
 }
