@@ -1,10 +1,16 @@
 //! `make bench`: measure the talk's claim — "eBPF networking enables efficiency and
-//! high performance" — on this machine, in the lab. Prints a markdown table and
+//! high performance" — on this machine, in the lab. Prints markdown tables and
 //! writes the figures to target/bench.json. Run the release build as root:
 //! `cargo build --release --examples --bins && sudo target/release/bench`.
+//!
+//! Section 1 measures each packet example in place, as a user runs it, from the
+//! kernel's own per-program statistics; section 2 measures the same programs alone
+//! with BPF_PROG_TEST_RUN, where nobody reads their reports.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +18,9 @@ use ebpf_workshop::frames::{self, Ping};
 use ebpf_workshop::lab::{return_only_program, Host, Lab};
 use ebpf_workshop::netns::in_namespace;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use nix::libc;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// The packet examples' skeletons (build.rs writes them to OUT_DIR).
 mod skel {
@@ -26,35 +35,56 @@ mod skel {
     skeletons!(xdp, xdp_pingpong, tc, tc_pingpong);
 }
 
+/// Pings per in-place run, and the gap between dropped ones (a steady stream:
+/// nothing answers them, so there is nothing for a flood to wait for).
+const IN_PLACE_FLOOD: u32 = 20_000;
+const STREAM_GAP: Duration = Duration::from_micros(20);
 /// Single runs per program-cost figure, and pings per lab figure.
 const SINGLE_RUNS: u32 = 20_000;
 const REPEATS: u32 = 100_000;
 const FLOOD: u32 = 100_000;
+const TIMED_FLOOD: u32 = 20_000;
 const LATENCY_PINGS: u32 = 2_000;
 const EVENT_PINGS: u32 = 100;
 const EXECS: u32 = 10_000;
+/// How long an example may take to say "attached".
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn main() -> Result<()> {
     ebpf_workshop::preflight::check(ebpf_workshop::preflight::Needs::Tracing)?;
     let examples = std::env::current_exe()?.parent().context("bin dir")?.join("examples");
-    if !examples.join("xdp_pingpong").exists() {
-        bail!(
-            "{} has no examples: run `cargo build --release --examples` (or `make bench`)",
-            examples.display()
-        );
+    for name in ["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter", "net_events", "hello"]
+    {
+        if !examples.join(name).exists() {
+            bail!(
+                "{} has no {name}: run `cargo build --release --examples` (or `make bench`)",
+                examples.display()
+            );
+        }
     }
     let mut json = Vec::new();
     let lab = Lab::up(&format!("ebpfws-bench{}", std::process::id()))?;
+    undo().lab = Some(lab.name.clone());
+    ctrlc::set_handler(interrupted).context("Ctrl-C handler")?;
 
-    println!("## 1. Program cost per packet (BPF_PROG_TEST_RUN)\n");
-    program_cost(&lab, &mut json)?;
-    println!("\n## 2. Ping answered three ways ({FLOOD}-ping flood; {LATENCY_PINGS} pings for latency)\n");
+    println!("## 1. Program cost per packet in place (kernel's own stats, under a lab flood)\n");
+    {
+        let _stats = BpfStats::set(true)?; // restored when this block ends, also on error
+        in_place(&lab, &examples, &mut json)?;
+    }
+    println!("\n## 2. Program cost per packet alone (BPF_PROG_TEST_RUN: no ring-buffer reader, so no wake-ups)\n");
+    {
+        // The statistics' clock reads would be counted in these figures too.
+        let _stats = BpfStats::set(false)?;
+        program_cost(&lab, &mut json)?;
+    }
+    println!("\n## 3. Ping answered three ways ({FLOOD}-ping flood; {LATENCY_PINGS} pings for latency)\n");
     let modes = ping_three_ways(&lab, &examples, &mut json)?;
-    println!("\n## 3. Kernel net events per ping on the server ({EVENT_PINGS} pings)\n");
+    println!("\n## 4. Kernel net events per ping on the server ({EVENT_PINGS} pings)\n");
     net_events_per_ping(&lab, &examples, &modes, &mut json)?;
-    println!("\n## 4. Start-up: process start to \"attached\", and peak memory (median of 3)\n");
+    println!("\n## 5. Start-up: process start to \"attached\", and peak memory (median of 3)\n");
     startup(&lab, &examples, &mut json)?;
-    println!("\n## 5. Event delivery: hello under a burst of {EXECS} execs\n");
+    println!("\n## 6. Event delivery: hello under a burst of {EXECS} execs\n");
     event_delivery(&examples, &mut json)?;
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
@@ -67,7 +97,589 @@ fn record(json: &mut Vec<String>, key: &str, value: f64) {
     json.push(format!("  \"{key}\": {value:.3}"));
 }
 
+// ---- Ctrl-C -------------------------------------------------------------------
+
+/// What a Ctrl-C or SIGTERM must undo: the process then ends without running the
+/// Drop guards (Running, BpfStats, Lab), so the handler does their work.
+struct Undo {
+    lab: Option<String>,
+    /// kernel.bpf_stats_enabled's value before the bench changed it.
+    stats: Option<String>,
+    children: Vec<Pid>,
+}
+
+static UNDO: std::sync::Mutex<Undo> =
+    std::sync::Mutex::new(Undo { lab: None, stats: None, children: Vec::new() });
+
+fn undo() -> std::sync::MutexGuard<'static, Undo> {
+    UNDO.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn forget_child(child: &Child) {
+    undo().children.retain(|&p| p != Pid::from_raw(child.id() as i32));
+}
+
+fn interrupted() {
+    let undo = undo();
+    for &pid in &undo.children {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    if let Some(old) = &undo.stats {
+        let _ = std::fs::write(BPF_STATS, old);
+    }
+    if let Some(lab) = &undo.lab {
+        let _ = Lab::down(lab);
+    }
+    eprintln!("interrupted: examples stopped, lab removed, {BPF_STATS} restored");
+    std::process::exit(130);
+}
+
+// ---- running examples ---------------------------------------------------------
+
+/// A started example. Dropping it kills the process, so that an error anywhere in
+/// the bench leaves nothing running (nor attached: the examples use bpf_links).
+struct Running {
+    child: Option<Child>,
+    /// Its stderr, line by line, read by a thread until the process exits.
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Start `cmd` (stdout to /dev/null: the reader still reads and prints every
+    /// report) and wait for its "attached" line on stderr.
+    fn start(mut cmd: Command) -> Result<Running> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let pipe = child.stderr.take().context("stderr")?;
+        let (tx, rx) = mpsc::channel();
+        // Drained to the end, so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        undo().children.push(Pid::from_raw(child.id() as i32));
+        let running = Running { child: Some(child), stderr: rx };
+        let deadline = Instant::now() + ATTACH_TIMEOUT;
+        let mut said = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match running.stderr.recv_timeout(left) {
+                Ok(line) if line.starts_with("attached") => return Ok(running),
+                Ok(line) => said += &(line + "\n"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("{cmd:?} exited before attaching:\n{said}")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("{cmd:?} did not attach within {ATTACH_TIMEOUT:?}:\n{said}")
+                }
+            }
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// Ctrl-C it, wait for it, and return its exit status, peak memory and use of
+    /// CPU, and what it wrote to stderr after "attached".
+    #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the rusage
+    fn stop(mut self) -> Result<(i32, libc::rusage, String)> {
+        kill(self.pid(), Signal::SIGINT)?;
+        let child = self.child.take().expect("running");
+        forget_child(&child);
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        if rc < 0 {
+            bail!("wait4: {}", std::io::Error::last_os_error());
+        }
+        // The process is gone: the reader thread ends, and with it the channel.
+        let said = self.stderr.iter().map(|l| l + "\n").collect();
+        Ok((status, usage, said))
+    }
+
+    /// Ctrl-C it and fail unless it exits cleanly; return its stderr.
+    fn stop_cleanly(self) -> Result<String> {
+        let (status, _, said) = self.stop()?;
+        if status != 0 {
+            bail!("the example exited with status {status:#x}:\n{said}");
+        }
+        Ok(said)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            forget_child(&child);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `ping` from `host`'s namespace, and what its summary says.
+struct PingSummary {
+    sent: u32,
+    received: u32,
+    /// ping's own "time Nms": from the first request to the end.
+    time_ms: f64,
+}
+
+fn lab_ping(host: &Host, args: &[&str]) -> Result<PingSummary> {
+    let out = host.cmd("ping").args(["-q", "-n"]).args(args).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .with_context(|| format!("no summary from ping {args:?}: {text}"))?;
+    // "20000 packets transmitted, 20000 received, 0% packet loss, time 812ms"
+    let field = |suffix: &str| -> Result<f64> {
+        line.split(", ")
+            .find_map(|p| p.strip_suffix(suffix))
+            .map(|v| v.trim_start_matches("time ").trim())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no \"{suffix}\" in ping's summary: {line}"))
+    };
+    Ok(PingSummary {
+        sent: field(" packets transmitted")? as u32,
+        received: field(" received")? as u32,
+        time_ms: field("ms")?,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 // ---- 1 -----------------------------------------------------------------------
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// kernel.bpf_stats_enabled set for a while: the old value comes back when this
+/// is dropped, also on error or panic. While it is 1, the kernel times every run
+/// of every BPF program (run_time_ns, run_cnt in bpf_prog_info).
+struct BpfStats {
+    old: String,
+}
+
+impl BpfStats {
+    fn set(on: bool) -> Result<BpfStats> {
+        let old =
+            std::fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
+        std::fs::write(BPF_STATS, if on { "1" } else { "0" })
+            .with_context(|| format!("writing {BPF_STATS}"))?;
+        let old = old.trim().to_string();
+        undo().stats = Some(old.clone());
+        Ok(BpfStats { old })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        undo().stats = None;
+        if let Err(e) = std::fs::write(BPF_STATS, &self.old) {
+            eprintln!("restoring {BPF_STATS} to {}: {e}", self.old);
+        }
+    }
+}
+
+/// The kernel's totals for one program: time spent in it and runs.
+#[derive(Clone, Copy, Default)]
+struct RunStats {
+    ns: u64,
+    runs: u64,
+}
+
+impl RunStats {
+    fn of(prog: BorrowedFd) -> Result<RunStats> {
+        let info = prog_info(prog)?;
+        Ok(RunStats { ns: info.run_time_ns, runs: info.run_cnt })
+    }
+    fn since(self, before: RunStats) -> RunStats {
+        RunStats { ns: self.ns - before.ns, runs: self.runs - before.runs }
+    }
+    fn add(&mut self, more: RunStats) {
+        self.ns += more.ns;
+        self.runs += more.runs;
+    }
+    fn per_run(self) -> f64 {
+        self.ns as f64 / self.runs.max(1) as f64
+    }
+}
+
+fn prog_info(prog: BorrowedFd) -> Result<libbpf_sys::bpf_prog_info> {
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&info) as u32;
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 {
+        bail!("BPF_OBJ_GET_INFO_BY_FD: {}", std::io::Error::from_raw_os_error(-rc));
+    }
+    Ok(info)
+}
+
+fn prog_by_id(id: u32) -> Result<OwnedFd> {
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        bail!("BPF program {id}: {}", std::io::Error::from_raw_os_error(-fd));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Program `name` of process `pid`: the ids on its fds' "prog_id:" lines in
+/// /proc/<pid>/fdinfo (programs and links both have one), then the one so named.
+fn example_prog(pid: Pid, name: &str) -> Result<OwnedFd> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids: Vec<u32> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {dir}"))?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for &id in &ids {
+        let fd = prog_by_id(id)?;
+        let info = prog_info(fd.as_fd())?;
+        let own = unsafe { std::ffi::CStr::from_ptr(info.name.as_ptr()) };
+        if own.to_bytes() == name.as_bytes() {
+            return Ok(fd);
+        }
+    }
+    bail!("process {pid} has no BPF program named {name} (program ids {ids:?})")
+}
+
+/// Where a packet example's program runs, and so which floor it is compared with.
+#[derive(Clone, Copy, PartialEq)]
+enum Hook {
+    Xdp,
+    Tc,
+    Socket,
+}
+
+/// A two-instruction program of a hook's type on the client end of the lab, run
+/// by the same traffic as the example: the cost of running any program there.
+struct Floor {
+    prog: OwnedFd,
+    /// What keeps it attached (a TCX link, a packet socket); None for the lab's
+    /// own XDP program, which stays until the lab goes.
+    _attachment: Option<OwnedFd>,
+}
+
+impl Floor {
+    fn up(hook: Hook, client: &Host) -> Result<Floor> {
+        let iface = client.iface;
+        in_namespace(&client.ns, || -> Result<Floor> {
+            let ifindex = nix::net::if_::if_nametoindex(iface)?;
+            match hook {
+                // The lab's XDP_PASS program on veth-client: it runs on every reply.
+                Hook::Xdp => {
+                    let id = ebpf_workshop::xdp::prog_id(ifindex)
+                        .with_context(|| format!("{iface} has no XDP program"))?;
+                    Ok(Floor { prog: prog_by_id(id)?, _attachment: None })
+                }
+                // return TC_ACT_OK, at TCX ingress: it runs on every reply.
+                Hook::Tc => {
+                    let prog =
+                        return_only_program(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, 0, c"floor_tc")?;
+                    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+                    opts.sz = std::mem::size_of_val(&opts) as _;
+                    let link = unsafe {
+                        libbpf_sys::bpf_link_create(
+                            prog.as_raw_fd(),
+                            ifindex as i32,
+                            libbpf_sys::BPF_TCX_INGRESS,
+                            &opts,
+                        )
+                    };
+                    if link < 0 {
+                        bail!(
+                            "attaching the TC floor to {iface}: {}",
+                            std::io::Error::from_raw_os_error(-link)
+                        );
+                    }
+                    let link = unsafe { OwnedFd::from_raw_fd(link) };
+                    Ok(Floor { prog, _attachment: Some(link) })
+                }
+                // return 0 (copy nothing), on a packet socket bound to veth-client:
+                // like the example's, it runs on every frame, both ways.
+                Hook::Socket => {
+                    let prog = return_only_program(
+                        libbpf_sys::BPF_PROG_TYPE_SOCKET_FILTER,
+                        0,
+                        c"floor_socket",
+                    )?;
+                    let socket = packet_socket(prog.as_fd(), ifindex)?;
+                    Ok(Floor { prog, _attachment: Some(socket) })
+                }
+            }
+        })?
+    }
+
+    fn stats(&self) -> Result<RunStats> {
+        RunStats::of(self.prog.as_fd())
+    }
+}
+
+/// An AF_PACKET socket on `ifindex` with `prog` as its filter (attached before the
+/// socket is bound, as in src/packet_socket.rs).
+fn packet_socket(prog: BorrowedFd, ifindex: u32) -> Result<OwnedFd> {
+    const ETH_P_ALL: u16 = 0x0003;
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error()).context("opening an AF_PACKET socket");
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let prog_fd = prog.as_raw_fd();
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_BPF,
+            (&prog_fd as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("SO_ATTACH_BPF");
+    }
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = ETH_P_ALL.to_be();
+    addr.sll_ifindex = ifindex as i32;
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("binding the packet socket");
+    }
+    Ok(fd)
+}
+
+/// One row of the in-place table.
+struct InPlace {
+    /// The example, and its flags besides the interface and --quiet.
+    example: &'static str,
+    flags: &'static [&'static str],
+    /// Its program's name in the kernel.
+    prog: &'static str,
+    hook: Hook,
+    /// Who answers the pings: the server's kernel (echo replies on), the example
+    /// (kernel replies off), or nobody (the example drops them: paced, not flooded).
+    answers: Answers,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Answers {
+    Kernel,
+    Example,
+    Nobody,
+}
+
+const IN_PLACE: [InPlace; 6] = [
+    InPlace {
+        example: "xdp",
+        flags: &[],
+        prog: "xdp_inspect",
+        hook: Hook::Xdp,
+        answers: Answers::Kernel,
+    },
+    InPlace {
+        example: "xdp",
+        flags: &["--drop-pings"],
+        prog: "xdp_inspect",
+        hook: Hook::Xdp,
+        answers: Answers::Nobody,
+    },
+    InPlace {
+        example: "xdp_pingpong",
+        flags: &[],
+        prog: "xdp_pingpong",
+        hook: Hook::Xdp,
+        answers: Answers::Example,
+    },
+    InPlace {
+        example: "tc",
+        flags: &[],
+        prog: "tc_ingress",
+        hook: Hook::Tc,
+        answers: Answers::Nobody,
+    },
+    InPlace {
+        example: "tc_pingpong",
+        flags: &[],
+        prog: "tc_pingpong",
+        hook: Hook::Tc,
+        answers: Answers::Example,
+    },
+    InPlace {
+        example: "socket_filter",
+        flags: &[],
+        prog: "socket_filter",
+        hook: Hook::Socket,
+        answers: Answers::Kernel,
+    },
+];
+
+/// Echo requests from `host`'s namespace to `to`: `count` of them, one every
+/// `gap`, from a raw ICMP socket. For dropped pings: `ping` keeps no pace when
+/// nothing answers (iputils then sends about 100 a second, whatever -i says).
+/// Returns how long the sending took.
+fn ping_stream(host: &Host, to: std::net::Ipv4Addr, count: u32, gap: Duration) -> Result<Duration> {
+    in_namespace(&host.ns, || -> Result<Duration> {
+        let raw = unsafe {
+            libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMP)
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("opening a raw ICMP socket");
+        }
+        let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(to).to_be();
+        let id = std::process::id() as u16;
+        let start = Instant::now();
+        for seq in 0..count {
+            // The kernel adds the IP header; 56 bytes of data, as ping sends.
+            let request = frames::icmp4_echo(frames::ICMP_ECHO, id, seq as u16, &[0x5a; 56]);
+            let sent = unsafe {
+                libc::sendto(
+                    socket.as_raw_fd(),
+                    request.as_ptr().cast(),
+                    request.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if sent < 0 {
+                return Err(std::io::Error::last_os_error()).context("sending an echo request");
+            }
+            let next = start + gap * (seq + 1);
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+        }
+        Ok(start.elapsed())
+    })?
+}
+
+/// Run a row's traffic: `ping -f` when someone answers (it sends the next request
+/// when the reply comes), else a steady stream. Returns (sent, answered); None
+/// for a stream, whose answers nobody counts.
+fn send_traffic(lab: &Lab, answers: Answers) -> Result<(u32, Option<u32>)> {
+    let target = lab.server.ipv4;
+    if answers == Answers::Nobody {
+        ping_stream(&lab.client, target, IN_PLACE_FLOOD, STREAM_GAP)?;
+        Ok((IN_PLACE_FLOOD, None))
+    } else {
+        let count = IN_PLACE_FLOOD.to_string();
+        let ping = lab_ping(&lab.client, &["-f", "-c", &count, &target.to_string()])?;
+        Ok((ping.sent, Some(ping.received)))
+    }
+}
+
+fn in_place(lab: &Lab, examples: &std::path::Path, json: &mut Vec<String>) -> Result<()> {
+    let (client, server) = (&lab.client, &lab.server);
+    println!("| example | traffic | ns/packet reporting on | ns/packet reporting off (--quiet) | floor ns/packet (same run) | on/floor | on/off |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
+    for row in &IN_PLACE {
+        let floor = Floor::up(row.hook, client)?;
+        let what = match row.answers {
+            Answers::Kernel => format!("`ping -f`, {IN_PLACE_FLOOD} pings, answered by the kernel"),
+            Answers::Example => {
+                format!("`ping -f`, {IN_PLACE_FLOOD} pings, answered by the example")
+            }
+            Answers::Nobody => format!(
+                "{IN_PLACE_FLOOD} pings at {:.0}k/s, dropped",
+                1e-3 / STREAM_GAP.as_secs_f64()
+            ),
+        };
+        let label = [row.example].iter().chain(row.flags).copied().collect::<Vec<_>>().join(" ");
+        let key = format!("in_place_{}", label.replace(" --", "_").replace('-', "_"));
+        server.kernel_echo_reply(row.answers != Answers::Example)?;
+        let mut floor_total = RunStats::default();
+        let mut figures = Vec::new();
+        for quiet in [false, true] {
+            let mut cmd = server.cmd(examples.join(row.example));
+            cmd.arg(server.iface).args(row.flags).args(quiet.then_some("--quiet"));
+            let example = Running::start(cmd)?;
+            let prog = example_prog(example.pid(), row.prog)?;
+            let (p0, f0) = (RunStats::of(prog.as_fd())?, floor.stats()?);
+            let (sent, answered) = send_traffic(lab, row.answers)?;
+            let (p1, f1) = (RunStats::of(prog.as_fd())?, floor.stats()?);
+            let said = example.stop_cleanly()?;
+            let (ours, theirs) = (p1.since(p0), f1.since(f0));
+            floor_total.add(theirs);
+            let run = format!("{label}{}", if quiet { " --quiet" } else { "" });
+            if let Some(answered) = answered.filter(|&n| n != sent) {
+                notes.push(format!("{run}: {answered} of {sent} pings answered"));
+            }
+            if ours.runs < sent as u64 {
+                notes.push(format!("{run}: the program ran {} times for {sent} pings", ours.runs));
+            }
+            if let Some(lost) =
+                said.lines().find(|l| l.contains("events lost") && !l.contains(" 0 events"))
+            {
+                notes.push(format!("{run}: {lost}"));
+            }
+            let run_key = format!("{key}_{}", if quiet { "quiet" } else { "reporting" });
+            record(json, &format!("{run_key}_ns_per_packet"), ours.per_run());
+            record(json, &format!("{run_key}_runs_per_ping"), ours.runs as f64 / sent as f64);
+            figures.push(ours.per_run());
+        }
+        // Dropped pings give the floor no replies to run on: the same stream
+        // again, answered by the kernel, with the example stopped.
+        if row.answers == Answers::Nobody {
+            server.kernel_echo_reply(true)?;
+            let f0 = floor.stats()?;
+            send_traffic(lab, Answers::Nobody)?;
+            floor_total = floor.stats()?.since(f0);
+        }
+        server.kernel_echo_reply(true)?;
+        drop(floor);
+        let (on, off, base) = (figures[0], figures[1], floor_total.per_run());
+        println!(
+            "| {label} | {what} | {on:.0} | {off:.0} | {base:.0} | {:.1}x | {:.1}x |",
+            on / base,
+            on / off
+        );
+        record(json, &format!("{key}_floor_ns_per_packet"), base);
+    }
+    println!("\nns/packet: the kernel's own account of each program (kernel.bpf_stats_enabled=1:");
+    println!("run_time_ns / run_cnt from bpf_prog_info, before and after the traffic), with the");
+    println!("example running as a user runs it in the lab's server namespace: its reader prints");
+    println!("every report (to /dev/null here). --quiet switches the reports off in the program.");
+    println!("The floor is a two-instruction program of the same type on the client end, run by");
+    println!("the same traffic: for XDP the lab's XDP_PASS program (each reply), for TC");
+    println!("`return TC_ACT_OK` at TCX ingress (each reply), for the socket filter `return 0` on");
+    println!("a packet socket (each frame, both ways, as the example's: it runs twice per ping).");
+    println!("Dropped pings are sent from a raw socket at a steady rate (ping keeps no pace when");
+    println!("nothing answers) and give the floor no replies: its figure comes from the same");
+    println!("stream again, answered by the kernel, with the example stopped. Every figure");
+    println!("includes the statistics' own clock reads; the floor shows that part.");
+    for note in &notes {
+        println!("\nnote: {note}");
+    }
+    Ok(())
+}
+
+// ---- 2 -----------------------------------------------------------------------
 
 /// Mean ns per run over `SINGLE_RUNS` separate runs, each on a fresh copy of the
 /// frame (a rewriting program must see the request every time), and the kernel's
@@ -133,15 +745,11 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
         let mut s1 = std::mem::MaybeUninit::uninit();
         let xdp = skel::xdp::XdpSkelBuilder::default().open(&mut s1)?.load()?;
         let mut s2 = std::mem::MaybeUninit::uninit();
-        let xpp = skel::xdp_pingpong::XdpPingpongSkelBuilder::default()
-            .open(&mut s2)?
-            .load()?;
+        let xpp = skel::xdp_pingpong::XdpPingpongSkelBuilder::default().open(&mut s2)?.load()?;
         let mut s3 = std::mem::MaybeUninit::uninit();
         let tc = skel::tc::TcSkelBuilder::default().open(&mut s3)?.load()?;
         let mut s4 = std::mem::MaybeUninit::uninit();
-        let tpp = skel::tc_pingpong::TcPingpongSkelBuilder::default()
-            .open(&mut s4)?
-            .load()?;
+        let tpp = skel::tc_pingpong::TcPingpongSkelBuilder::default().open(&mut s4)?.load()?;
         let rows: [(&str, &str, &libbpf_rs::ProgramMut, &[u8], bool); 8] = [
             ("xdp_inspect", "xdp", &xdp.progs.xdp_inspect, &echo, true),
             ("xdp_inspect", "xdp", &xdp.progs.xdp_inspect, &tcp, true),
@@ -179,13 +787,16 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
         }
         Ok(())
     })??;
-    println!("\nSingle runs include the kernel's per-call overhead (the floor shows it); the");
+    println!("\nA second figure, not the cost in place: BPF_PROG_TEST_RUN runs the program on a");
+    println!("frame from user space, and nobody reads its ring buffer, so a report never wakes");
+    println!("a reader (section 1 has the cost in place). kernel.bpf_stats_enabled is 0 here.");
+    println!("Single runs include the kernel's per-call overhead (the floor shows it); the");
     println!("repeated figure is the program alone. Rewriting programs are measured only with");
     println!("single runs on a fresh request, because a repetition would see the reply.");
     Ok(())
 }
 
-// ---- 2 -----------------------------------------------------------------------
+// ---- 3 -----------------------------------------------------------------------
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -205,42 +816,25 @@ impl Mode {
 }
 
 /// Start the answering program for `mode` on the server (kernel replies off for
-/// the eBPF ones); None for the kernel.
-fn answerer(mode: Mode, server: &Host, examples: &std::path::Path) -> Result<Option<Child>> {
+/// the eBPF ones), with its reports switched off when `quiet`; None for the kernel.
+fn answerer(
+    mode: Mode,
+    quiet: bool,
+    server: &Host,
+    examples: &std::path::Path,
+) -> Result<Option<Running>> {
     server.kernel_echo_reply(mode == Mode::Kernel)?;
     if mode == Mode::Kernel {
         return Ok(None);
     }
-    let mut child = server
-        .cmd(examples.join(mode.name()))
-        .args([server.iface, "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    wait_attached(&mut child)?;
-    Ok(Some(child))
+    let mut cmd = server.cmd(examples.join(mode.name()));
+    cmd.arg(server.iface).args(quiet.then_some("--quiet"));
+    Ok(Some(Running::start(cmd)?))
 }
 
-fn wait_attached(child: &mut Child) -> Result<()> {
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        if line?.starts_with("attached") {
-            // Keep draining in the background so the child never blocks on stderr.
-            std::thread::spawn(move || lines.for_each(drop));
-            return Ok(());
-        }
-    }
-    bail!("the example exited before attaching")
-}
-
-fn stop(child: Option<Child>) -> Result<()> {
-    if let Some(mut c) = child {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )?;
-        c.wait()?;
+fn stop(answerer: Option<Running>) -> Result<()> {
+    if let Some(running) = answerer {
+        running.stop_cleanly()?;
     }
     Ok(())
 }
@@ -267,17 +861,11 @@ fn ping_three_ways(
     println!("|---|---|---|---|---|---|");
     let modes = [Mode::Kernel, Mode::Tc, Mode::Xdp];
     for mode in modes {
-        let child = answerer(mode, server, examples)?;
+        let child = answerer(mode, true, server, examples)?;
         let (before, start) = (busy_ticks()?, Instant::now());
-        let out =
-            client.cmd("ping").args(["-f", "-q", "-c", &FLOOD.to_string(), &target]).output()?;
+        let flood = lab_ping(client, &["-f", "-c", &FLOOD.to_string(), &target])?;
         let (elapsed, busy) = (start.elapsed(), busy_ticks()? - before);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let received: f64 = text
-            .lines()
-            .find_map(|l| l.split(", ").find_map(|p| p.strip_suffix(" received")))
-            .and_then(|n| n.trim().parse().ok())
-            .context("ping output")?;
+        let received = flood.received as f64;
         let rate = received / elapsed.as_secs_f64();
         let loss = 100.0 * (FLOOD as f64 - received) / FLOOD as f64;
         let cpu_us = busy as f64 / ticks_per_s * 1e6 / received.max(1.0);
@@ -295,10 +883,9 @@ fn ping_three_ways(
         let mean = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
         let p99 = rtts.get(rtts.len() * 99 / 100).copied().unwrap_or(f64::NAN);
         stop(child)?;
-        println!(
-            "| {} | {rate:.0} | {loss:.2}% | {mean:.1} | {p99:.1} | {cpu_us:.2} |",
-            mode.name()
-        );
+        let shown =
+            if mode == Mode::Kernel { "kernel" } else { &format!("{} --quiet", mode.name()) };
+        println!("| {shown} | {rate:.0} | {loss:.2}% | {mean:.1} | {p99:.1} | {cpu_us:.2} |");
         let n = mode.name();
         record(json, &format!("ping_{n}_answers_per_s"), rate);
         record(json, &format!("ping_{n}_loss_pct"), loss);
@@ -306,13 +893,65 @@ fn ping_three_ways(
         record(json, &format!("ping_{n}_rtt_p99_us"), p99);
         record(json, &format!("ping_{n}_cpu_us_per_answer"), cpu_us);
     }
-    server.kernel_echo_reply(true)?;
     println!("\nCPU is the whole machine's (client and ping included; those are the same in all");
     println!("three rows), from /proc/stat at clock-tick resolution.");
+
+    // The same answerers, reports on and off, timed by ping itself.
+    println!(
+        "\n`ping -f -c {TIMED_FLOOD}`: ping's own \"time\" for the whole flood, median of 3\n"
+    );
+    println!(
+        "| answered by | per-ping reports | flood time ms (median) | the 3 runs, ms | vs. kernel |"
+    );
+    println!("|---|---|---|---|---|");
+    let mut kernel_ms = f64::NAN;
+    let timed = [
+        (Mode::Kernel, true),
+        (Mode::Tc, true),
+        (Mode::Tc, false),
+        (Mode::Xdp, true),
+        (Mode::Xdp, false),
+    ];
+    for (mode, quiet) in timed {
+        let child = answerer(mode, quiet, server, examples)?;
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let flood = lab_ping(client, &["-f", "-c", &TIMED_FLOOD.to_string(), &target])?;
+            if flood.received != flood.sent {
+                eprintln!(
+                    "note: {} answered {} of {} pings",
+                    mode.name(),
+                    flood.received,
+                    flood.sent
+                );
+            }
+            runs.push(flood.time_ms);
+        }
+        stop(child)?;
+        let ms = median(runs.clone());
+        if mode == Mode::Kernel {
+            kernel_ms = ms;
+        }
+        let (shown, reports, key) = match (mode, quiet) {
+            (Mode::Kernel, _) => ("kernel".to_string(), "—", "kernel".to_string()),
+            (_, true) => {
+                (format!("{} --quiet", mode.name()), "off", format!("{}_quiet", mode.name()))
+            }
+            (_, false) => (
+                mode.name().to_string(),
+                "on, printed to /dev/null",
+                format!("{}_reporting", mode.name()),
+            ),
+        };
+        let all = runs.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+        println!("| {shown} | {reports} | {ms:.0} | {all} | {:.2}x |", ms / kernel_ms);
+        record(json, &format!("ping_flood_{TIMED_FLOOD}_{key}_ms"), ms);
+    }
+    server.kernel_echo_reply(true)?;
     Ok(modes.to_vec())
 }
 
-// ---- 3 -----------------------------------------------------------------------
+// ---- 4 -----------------------------------------------------------------------
 
 fn net_events_per_ping(
     lab: &Lab,
@@ -325,7 +964,7 @@ fn net_events_per_ping(
     println!("|---|---|---|");
     let mut kernel = 0.0;
     for &mode in modes {
-        let child = answerer(mode, server, examples)?;
+        let child = answerer(mode, true, server, examples)?;
         let out = Command::new(examples.join("net_events"))
             .args([
                 "--interval",
@@ -371,38 +1010,7 @@ fn net_events_per_ping(
     Ok(())
 }
 
-// ---- 4 -----------------------------------------------------------------------
-
-/// Run `cmd` until it prints "attached", then SIGINT it; time to attach and max RSS.
-fn start_once(mut cmd: Command) -> Result<(Duration, u64)> {
-    let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    wait_attached(&mut child)?;
-    let attached = start.elapsed();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )?;
-    let (_, rss_kib) = wait_with_rusage(child)?;
-    Ok((attached, rss_kib))
-}
-
-/// Wait for `child` and return its exit status and peak resident memory (KiB).
-fn wait_with_rusage(child: Child) -> Result<(i32, u64)> {
-    let (status, usage) = wait4(child)?;
-    Ok((status, usage.ru_maxrss as u64))
-}
-
-fn wait4(child: Child) -> Result<(i32, nix::libc::rusage)> {
-    let mut status = 0;
-    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    if rc < 0 {
-        bail!("wait4: {}", std::io::Error::last_os_error());
-    }
-    std::mem::forget(child); // already reaped
-    Ok((status, usage))
-}
+// ---- 5 -----------------------------------------------------------------------
 
 fn startup(lab: &Lab, examples: &std::path::Path, json: &mut Vec<String>) -> Result<()> {
     let server = &lab.server;
@@ -427,7 +1035,12 @@ fn startup(lab: &Lab, examples: &std::path::Path, json: &mut Vec<String>) -> Res
                 Command::new(examples.join(name))
             };
             cmd.args(args);
-            samples.push(start_once(cmd)?);
+            // Process start to "attached", then Ctrl-C; peak memory from wait4.
+            let start = Instant::now();
+            let running = Running::start(cmd)?;
+            let attached = start.elapsed();
+            let (_, usage, _) = running.stop()?;
+            samples.push((attached, usage.ru_maxrss as u64));
         }
         samples.sort();
         let (t, rss) = samples[1];
@@ -441,7 +1054,7 @@ fn startup(lab: &Lab, examples: &std::path::Path, json: &mut Vec<String>) -> Res
     Ok(())
 }
 
-// ---- 5 -----------------------------------------------------------------------
+// ---- 6 -----------------------------------------------------------------------
 
 /// Make `n` execs of /bin/true as fast as two threads can.
 fn burst(n: u32) {
@@ -467,29 +1080,17 @@ fn event_delivery(examples: &std::path::Path, json: &mut Vec<String>) -> Result<
     println!("| reader | execs made | events received | events lost | user-space CPU µs/event |");
     println!("|---|---|---|---|---|");
     for paused in [false, true] {
-        let mut child = Command::new(examples.join("hello"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            if line?.starts_with("attached") {
-                break;
-            }
-        }
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let hello = Running::start(Command::new(examples.join("hello")))?;
+        let pid = hello.pid();
         if paused {
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
+            kill(pid, Signal::SIGSTOP)?;
         }
         burst(EXECS);
         if paused {
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT)?;
+            kill(pid, Signal::SIGCONT)?;
         }
         std::thread::sleep(Duration::from_millis(500)); // let it drain
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
-        let rest: String = lines.map_while(|l| l.ok()).map(|l| l + "\n").collect();
-        let (_, usage) = wait4(child)?;
+        let (_, usage, rest) = hello.stop()?;
         let (seen, lost) = hello_summary(&rest)?;
         let cpu_us = (tv_us(usage.ru_utime) + tv_us(usage.ru_stime)) / seen.max(1.0);
         let reader = if paused { "paused during the burst" } else { "running" };
@@ -505,6 +1106,6 @@ fn event_delivery(examples: &std::path::Path, json: &mut Vec<String>) -> Result<
     Ok(())
 }
 
-fn tv_us(t: nix::libc::timeval) -> f64 {
+fn tv_us(t: libc::timeval) -> f64 {
     t.tv_sec as f64 * 1e6 + t.tv_usec as f64
 }
