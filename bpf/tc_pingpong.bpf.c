@@ -65,11 +65,10 @@ int tc_pingpong(struct __sk_buff *skb) {
         n->passed++;
         return TC_ACT_OK;
     }
-    /* Fill the report now (the rewrite invalidates the header pointers); submit
-     * it once we know whether the answer went out. */
-    struct echo_event *report = NULL;
-    if (report_pings)
-        report = reserve_echo(&events, &n->lost, skb->ifindex, &p, ECHO_ANSWERED);
+    /* Note the ping now (the rewrite invalidates the header pointers); send the
+     * report once we know whether the answer went out. */
+    struct echo_event report;
+    fill_echo(&report, skb->ifindex, &p, ECHO_ANSWERED);
 
     /* Swapping addresses keeps every checksum valid: the IPv4 header checksum and
      * the ICMPv6 pseudo-header sum both just add the two addresses. Changing the
@@ -87,8 +86,6 @@ int tc_pingpong(struct __sk_buff *skb) {
         err = set_icmp_type(skb, off, off + offsetof(struct icmp6hdr, icmp6_cksum),
                             ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
     } else { /* not reached: is_echo_request() set one of them */
-        if (report)
-            bpf_ringbuf_discard(report, 0);
         return TC_ACT_OK;
     }
     /* A copy goes out of the interface it came in on (flags 0 = egress)... */
@@ -97,14 +94,13 @@ int tc_pingpong(struct __sk_buff *skb) {
     if (err) {
         /* Half rewritten, or not sent: neither answer nor pass it. */
         n->failed++;
-        if (report) {
-            report->action = ECHO_DROPPED;
-            submit_echo(&events, report);
-        }
+        report.action = ECHO_DROPPED;
+        if (report_pings)
+            send_echo(&events, &n->lost, &report);
         return TC_ACT_SHOT;
     }
-    if (report)
-        submit_echo(&events, report);
+    if (report_pings)
+        send_echo(&events, &n->lost, &report);
     n->replied++;
     /* ...and the original request ends here. */
     return TC_ACT_SHOT;

@@ -45,6 +45,14 @@ struct {
     __type(value, struct backend); /* address, MAC, live */
 } backends SEC(".maps");
 
+/* Which slots are live, as one list: user space rewrites it with the backends. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct live_set);
+} live SEC(".maps");
+
 /* A TCP connection as the packets on the wire name it. */
 struct flow {
     __be32 saddr;
@@ -120,26 +128,23 @@ static __always_inline __u32 flow_hash(const struct flow *f) {
     return mix32(f->saddr ^ mix32(f->daddr ^ mix32(ports ^ IPPROTO_TCP)));
 }
 
-/* The live backend for hash `h`: the (h % live)-th live slot. Removing a backend
- * changes the choice for new connections only; old ones are in `conns`. Returns
- * MAX_BACKENDS when no backend is live. Both loops are bounded: the verifier
- * accepts them (and clang may unroll them). */
+/* Pick a live backend for a new connection with hash h: the (h % count)-th of the
+ * live slots, a list user space keeps in `live`. Removing a backend changes the
+ * choice for new connections only; old ones are in `conns`. No loop over the
+ * backends here: older verifiers (6.1) give up on a loop that branches on map
+ * values ("The sequence of 8193 jumps is too complex"). Returns MAX_BACKENDS when
+ * no backend is live. */
 static __always_inline __u32 pick_backend(__u32 h) {
-    __u32 live = 0, slot;
-    for (slot = 0; slot < MAX_BACKENDS; slot++) {
-        struct backend *b = bpf_map_lookup_elem(&backends, &slot);
-        if (b && b->live)
-            live++;
-    }
-    if (!live)
+    __u32 zero = 0;
+    struct live_set *ls = bpf_map_lookup_elem(&live, &zero);
+    if (!ls || ls->count == 0 || ls->count > MAX_BACKENDS)
         return MAX_BACKENDS;
-    __u32 want = h % live;
-    for (slot = 0; slot < MAX_BACKENDS; slot++) {
-        struct backend *b = bpf_map_lookup_elem(&backends, &slot);
-        if (b && b->live && want-- == 0)
-            return slot;
-    }
-    return MAX_BACKENDS;
+    __u32 i = h % ls->count;
+    /* i < count <= MAX_BACKENDS, and the mask (MAX_BACKENDS is a power of two)
+     * proves it to the verifier. But clang knows it already and would drop the
+     * mask as useless: barrier_var() makes clang forget what it knows about i. */
+    barrier_var(i);
+    return ls->slot[i & (MAX_BACKENDS - 1)];
 }
 
 static __always_inline bool is_syn(const struct tcphdr *tcp) {

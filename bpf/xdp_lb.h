@@ -13,6 +13,13 @@ struct backend {
     __u8 _pad;
 };
 
+/* The slots that take new connections, written by user space whenever a backend
+ * is added or removed, so that the program picks one without a loop. */
+struct live_set {
+    __u32 count;              /* how many of slot[] are valid */
+    __u32 slot[MAX_BACKENDS]; /* the live backends' slots in `backends` */
+};
+
 /* A new connection, reported once, when the balancer picks its backend. */
 struct lb_event {
     __u64 ts_ns;       /* bpf_ktime_get_ns() */

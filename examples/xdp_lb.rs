@@ -40,7 +40,7 @@ use libbpf_rs::{ErrorKind, MapCore, MapFlags, RingBufferBuilder};
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/xdp_lb.skel.rs"));
 }
-use skel::types::{backend, backend_counts, lb_counts, lb_event};
+use skel::types::{backend, backend_counts, lb_counts, lb_event, live_set};
 use skel::XdpLbSkelBuilder;
 
 // SAFETY: plain C structs of integers: any bytes of the right length are a value.
@@ -48,6 +48,7 @@ unsafe impl plain::Plain for backend {}
 unsafe impl plain::Plain for backend_counts {}
 unsafe impl plain::Plain for lb_counts {}
 unsafe impl plain::Plain for lb_event {}
+unsafe impl plain::Plain for live_set {}
 
 /// The longest a report waits in the ring buffer (see bpf/include/wakeup.h).
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -117,7 +118,7 @@ fn main() -> Result<()> {
     let skel = open.load().context("loading the XDP program into the kernel")?;
     let mut table: Vec<backend> = Vec::new();
     for &addr in &args.backends {
-        set_backend(&skel.maps.backends, &mut table, addr, true, &iface.name)?;
+        set_backend(&skel.maps.backends, &skel.maps.live, &mut table, addr, true, &iface.name)?;
     }
 
     let link = skel
@@ -173,7 +174,7 @@ fn main() -> Result<()> {
         // A line on stdin changes the backend table: one map update, which the
         // program sees on its next packet.
         for line in commands.try_iter() {
-            match command(&line, &skel.maps.backends, &mut table, &iface.name) {
+            match command(&line, &skel.maps.backends, &skel.maps.live, &mut table, &iface.name) {
                 Ok(Some(done)) => println!("{:<9} {done}", clock.now()),
                 Ok(None) => {}
                 Err(e) => eprintln!("{line}: {e:#}"),
@@ -206,8 +207,10 @@ fn main() -> Result<()> {
 
 /// Write backend `addr` into the `backends` map: `live` takes new connections, or
 /// not (removed: its connections drain). A new address takes the next free slot.
+/// Then the list of live slots, from which the program picks.
 fn set_backend(
     map: &dyn MapCore,
+    live_map: &dyn MapCore,
     table: &mut Vec<backend>,
     addr: Ipv4Addr,
     live: bool,
@@ -230,7 +233,15 @@ fn set_backend(
     // SAFETY: a plain C struct, viewed as its bytes.
     let value = unsafe { plain::as_bytes(&table[slot]) };
     map.update(&(slot as u32).to_ne_bytes(), value, MapFlags::ANY)
-        .with_context(|| format!("writing backend {addr} into the backends map"))
+        .with_context(|| format!("writing backend {addr} into the backends map"))?;
+    let mut set = live_set::default();
+    for (slot, _) in table.iter().enumerate().filter(|(_, b)| b.live == 1) {
+        set.slot[set.count as usize] = slot as u32;
+        set.count += 1;
+    }
+    // SAFETY: a plain C struct, viewed as its bytes.
+    let value = unsafe { plain::as_bytes(&set) };
+    live_map.update(&0u32.to_ne_bytes(), value, MapFlags::ANY).context("writing the live set")
 }
 
 /// Connections each backend got, from the per-CPU `per_backend` counters.
@@ -266,13 +277,14 @@ fn print_backends(table: &[backend]) {
 fn command(
     line: &str,
     map: &dyn MapCore,
+    live_map: &dyn MapCore,
     table: &mut Vec<backend>,
     iface: &str,
 ) -> Result<Option<String>> {
     match line.split_whitespace().collect::<Vec<_>>()[..] {
         [verb @ ("add" | "remove"), addr] => {
             let addr: Ipv4Addr = addr.parse().context("not an IPv4 address")?;
-            set_backend(map, table, addr, verb == "add", iface)?;
+            set_backend(map, live_map, table, addr, verb == "add", iface)?;
             Ok(Some(format!("{verb:<8} {:<22} {addr}", "")))
         }
         ["list"] => {

@@ -280,6 +280,20 @@ fn set_live(skel: &LbSkel, slot: usize, live: bool) {
     value.extend_from_slice(&BACKEND_MACS[slot]);
     value.extend_from_slice(&[live as u8, 0]);
     skel.maps.backends.update(&(slot as u32).to_ne_bytes(), &value, MapFlags::ANY).unwrap();
+    // struct live_set { __u32 count; __u32 slot[16]; }: the live slots, as
+    // examples/xdp_lb.rs keeps them.
+    let mut live: Vec<u32> = Vec::new();
+    for s in 0..BACKENDS.len() {
+        let bytes = skel.maps.backends.lookup(&(s as u32).to_ne_bytes(), MapFlags::ANY).unwrap();
+        if bytes.is_some_and(|b| b[10] == 1) {
+            live.push(s as u32);
+        }
+    }
+    let mut set = (live.len() as u32).to_ne_bytes().to_vec();
+    for i in 0..16 {
+        set.extend_from_slice(&live.get(i).copied().unwrap_or(0).to_ne_bytes());
+    }
+    skel.maps.live.update(&0u32.to_ne_bytes(), &set, MapFlags::ANY).unwrap();
 }
 
 /// A TCP segment with its checksum computed over the IPv4 pseudo-header.
