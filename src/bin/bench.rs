@@ -1102,7 +1102,7 @@ fn event_delivery(examples: &std::path::Path, json: &mut Vec<String>) -> Result<
     }
     println!("\nOther processes' execs during the run are counted too. With the reader paused,");
     println!("\"received\" is what the 1 MiB ring buffer holds: past that, events are lost and");
-    println!("counted (see bpf/include/events.h to size it).");
+    println!("counted (max_entries of the `events` map in bpf/hello.bpf.c sizes it).");
     Ok(())
 }
 
