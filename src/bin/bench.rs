@@ -53,8 +53,16 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
 fn main() -> Result<()> {
     ebpf_workshop::preflight::check(ebpf_workshop::preflight::Needs::Tracing)?;
     let examples = std::env::current_exe()?.parent().context("bin dir")?.join("examples");
-    for name in ["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter", "net_events", "hello"]
-    {
+    for name in [
+        "xdp",
+        "xdp_pingpong",
+        "tc",
+        "tc_pingpong",
+        "socket_filter",
+        "net_events",
+        "hello",
+        "xdp_lb",
+    ] {
         if !examples.join(name).exists() {
             bail!(
                 "{} has no {name}: run `cargo build --release --examples` (or `make bench`)",
@@ -86,6 +94,8 @@ fn main() -> Result<()> {
     startup(&lab, &examples, &mut json)?;
     println!("\n## 6. Event delivery: hello under a burst of {EXECS} execs\n");
     event_delivery(&examples, &mut json)?;
+    println!("\n## 7. xdp_lb: connections per second, and its cost in place\n");
+    xdp_lb_rows(&examples, &mut json)?;
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
     std::fs::write(&path, format!("{{\n{}\n}}\n", json.join(",\n")))?;
@@ -1108,4 +1118,94 @@ fn event_delivery(examples: &std::path::Path, json: &mut Vec<String>) -> Result<
 
 fn tv_us(t: libc::timeval) -> f64 {
     t.tv_sec as f64 * 1e6 + t.tv_usec as f64
+}
+
+// ---- 7 -----------------------------------------------------------------------
+
+/// Connections per second from the load-balancer lab's client: straight to one
+/// backend; through xdp_lb to that one backend (the fair comparison: the same
+/// server work, plus the balancer); through xdp_lb to two. And xdp_lb's cost per
+/// packet in place (bpf_stats) under the two-backend traffic.
+fn xdp_lb_rows(examples: &std::path::Path, json: &mut Vec<String>) -> Result<()> {
+    use ebpf_workshop::lab::{answered_by, serve_name, LbLab, LB_PORT};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    const CONNECTIONS: usize = 4000;
+    const THREADS: usize = 4; // clients at a time
+
+    let lab = LbLab::up(&format!("ebpflb-bench{}", std::process::id()))?;
+    for (b, name) in lab.backends.iter().zip(["b1", "b2"]) {
+        let listener = in_namespace(&b.ns, || std::net::TcpListener::bind(("0.0.0.0", LB_PORT)))??;
+        std::thread::spawn(move || serve_name(listener, name));
+    }
+    // CONNECTIONS connections (a line, the whole answer, close), THREADS at a time.
+    let rate = |to: SocketAddr| -> Result<f64> {
+        let started = Instant::now();
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let ns = lab.client.ns.clone();
+                std::thread::spawn(move || {
+                    in_namespace(&ns, || -> Result<()> {
+                        for _ in 0..CONNECTIONS / THREADS {
+                            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+                            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                            s.write_all(b"hi\n")?;
+                            let mut answer = Vec::new();
+                            s.read_to_end(&mut answer)?;
+                            answered_by(&answer).context("an incomplete answer")?;
+                        }
+                        Ok(())
+                    })?
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("client thread")?;
+        }
+        Ok(CONNECTIONS as f64 / started.elapsed().as_secs_f64())
+    };
+    let vip = SocketAddr::new(lab.vip.into(), LB_PORT);
+    let direct = rate(SocketAddr::new(lab.backends[0].ipv4.into(), LB_PORT))?;
+
+    // xdp_lb on the balancer, as the lab's instructions run it, with `backends`.
+    let balanced = |backends: usize| -> Result<(f64, f64)> {
+        let mut cmd = lab.lb.cmd(examples.join("xdp_lb"));
+        cmd.args([lab.lb.iface, "--vip", &lab.vip.to_string(), "--quiet"]);
+        for b in &lab.backends[..backends] {
+            cmd.args(["--backend", &b.ipv4.to_string()]);
+        }
+        let running = Running::start(cmd)?; // stdin /dev/null: no backend changes
+
+        let prog = example_prog(running.pid(), "xdp_lb")?;
+        let _stats = BpfStats::set(true)?;
+        let before = prog_info(prog.as_fd())?;
+        let through = rate(vip)?;
+        let after = prog_info(prog.as_fd())?;
+        let runs = (after.run_cnt - before.run_cnt).max(1);
+        Ok((through, (after.run_time_ns - before.run_time_ns) as f64 / runs as f64))
+    };
+    let (one, _) = balanced(1)?;
+    let (two, ns) = balanced(2)?;
+
+    println!(
+        "{CONNECTIONS} connections from the client ({THREADS} at a time; each sends a line and"
+    );
+    println!("reads a 5.2 kB answer); xdp_lb runs with --quiet.\n");
+    println!("| path | connections/s | vs. direct | xdp_lb ns/packet in place |");
+    println!("|---|---|---|---|");
+    println!("| client → one backend, direct | {direct:.0} | 1.00x | |");
+    println!(
+        "| client → VIP → xdp_lb → the same one backend | {one:.0} | {:.2}x | |",
+        one / direct
+    );
+    println!(
+        "| client → VIP → xdp_lb → two backends | {two:.0} | {:.2}x | {ns:.0} |",
+        two / direct
+    );
+    record(json, "xdp_lb_direct_conn_per_s", direct);
+    record(json, "xdp_lb_one_backend_conn_per_s", one);
+    record(json, "xdp_lb_two_backends_conn_per_s", two);
+    record(json, "xdp_lb_ns_per_packet", ns);
+    Ok(())
 }
