@@ -89,7 +89,7 @@ struct {
 /* New-connection reports for user space, one struct lb_event each. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 18); /* bytes: 6,553 reports of 32 + 8 bytes */
+    __uint(max_entries, 1 << 18); /* bytes: 8,192 reports of 24 + 8 bytes */
 } events SEC(".maps");
 
 /* The totals, one copy per CPU: no atomics on the fast path. */
@@ -134,6 +134,9 @@ static __always_inline __u32 flow_hash(const struct flow *f) {
  * backends here: older verifiers (6.1) give up on a loop that branches on map
  * values ("The sequence of 8193 jumps is too complex"). Returns MAX_BACKENDS when
  * no backend is live. */
+/* User space rewrites `live` while packets arrive, and an update is not atomic: a SYN
+ * may read a half-written list for an instant. Every slot number in it is still a
+ * real backend (old or new list), and the mask keeps the read in bounds. */
 static __always_inline __u32 pick_backend(__u32 h) {
     __u32 zero = 0;
     struct live_set *ls = bpf_map_lookup_elem(&live, &zero);
@@ -201,7 +204,9 @@ static __always_inline int forward(struct lb_counts *n, struct packet *p,
         /* The backend will answer the balancer, from the VIP's port to the
          * client's port: that is the reply's key. Another client using the same
          * port towards the same backend would make replies ambiguous; a real
-         * balancer would then pick another source port, we refuse. */
+         * balancer would then pick another source port, we refuse. Entries are not
+         * removed when a connection ends (no FIN/RST tracking here): a port stays
+         * taken by its last client until the LRU map evicts the entry. */
         struct flow back = {b->addr, lb_addr, f.dport, f.sport};
         struct reply *old = bpf_map_lookup_elem(&replies, &back);
         if (old && old->client != f.saddr) {

@@ -126,7 +126,10 @@ fn run(args: &Args) -> Result<i32> {
         map.update(&key, &rule.to_ne_bytes(), MapFlags::ANY).context("filling denied_v4/v6")?;
     }
     for port in &args.deny_port {
-        skel.maps.denied_ports.update(&port.to_ne_bytes(), &[1], MapFlags::ANY)?;
+        skel.maps
+            .denied_ports
+            .update(&port.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("filling denied_ports")?;
     }
 
     // attach: from now on every packet a socket in the cgroup sends (or receives)
@@ -218,11 +221,16 @@ const COLUMNS: [(&str, usize); 8] = [
 
 /// One report as the table's cells; `rules` are the --deny rules, then the ports.
 fn row(clock: &Clock, e: &drop_event, rules: &[String]) -> Vec<String> {
+    // IP protocol numbers, as in <netinet/in.h>.
+    const IPPROTO_ICMP: u8 = 1;
+    const IPPROTO_TCP: u8 = 6;
+    const IPPROTO_UDP: u8 = 17;
+    const IPPROTO_ICMPV6: u8 = 58;
     let (proto, ports) = match e.protocol {
-        1 => ("icmp", false),
-        6 => ("tcp", true),
-        17 => ("udp", true),
-        58 => ("icmp6", false),
+        IPPROTO_ICMP => ("icmp", false),
+        IPPROTO_TCP => ("tcp", true),
+        IPPROTO_UDP => ("udp", true),
+        IPPROTO_ICMPV6 => ("icmp6", false),
         _ => ("other", false),
     };
     let at = |addr: &[u8; 16], port| match ports {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::ip;
-use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::iface::{guard_default_route, interface, ipv4_addresses};
 use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
@@ -72,8 +72,7 @@ fn main() -> Result<()> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
-    xdp::make_room(&iface, args.replace)?;
-    if !has_address(&iface.name, args.only) {
+    if !ipv4_addresses(&iface.name).contains(&args.only) {
         eprintln!(
             "note: {} is not an address of {}: nobody will send pings for it there \
              (`ip addr show {}` lists its addresses)",
@@ -98,6 +97,9 @@ fn main() -> Result<()> {
     open.maps.rodata_data.as_mut().context("no read-only data")?.only_addr =
         u32::from_ne_bytes(args.only.octets());
     let skel = open.load().context("loading the XDP program into the kernel")?;
+    // One interface runs one XDP program: refuse (or, with --replace, remove)
+    // one that is there already, now that ours has loaded.
+    xdp::make_room(&iface, args.replace)?;
     let link = skel
         .progs
         .xdp_pingpong_one
@@ -140,14 +142,4 @@ fn main() -> Result<()> {
     eprintln!("packets: replied {}, passed {}", n.replied, n.passed);
     eprintln!("{} pings seen, {} events lost", pings.rows(), n.lost);
     Ok(())
-}
-
-/// Is `addr` one of `iface`'s addresses?
-fn has_address(iface: &str, addr: Ipv4Addr) -> bool {
-    nix::ifaddrs::getifaddrs()
-        .into_iter()
-        .flatten()
-        .filter(|i| i.interface_name == iface)
-        .filter_map(|i| i.address?.as_sockaddr_in().map(|a| a.ip()))
-        .any(|a| a == addr)
 }

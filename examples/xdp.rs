@@ -77,8 +77,9 @@ fn main() -> Result<()> {
     let iface = interface(&args.iface)?;
     if args.drop_pings {
         guard_default_route(&iface, args.force, "drop pings")?;
+    } else if args.replace {
+        guard_default_route(&iface, args.force, "remove the XDP program there")?;
     }
-    xdp::make_room(&iface, args.replace)?;
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
     // detached on the way out. Set before anything is attached, so that no Ctrl-C
@@ -99,6 +100,9 @@ fn main() -> Result<()> {
     // load: the maps are created and the verifier checks the program.
     let skel = open.load().context("loading the XDP program into the kernel")?;
 
+    // One interface runs one XDP program: refuse (or, with --replace, remove)
+    // one that is there already, now that ours has loaded.
+    xdp::make_room(&iface, args.replace)?;
     // attach: from now on every frame on the interface runs xdp_inspect. It is a
     // bpf_link: when this process ends, even killed, the program is detached.
     let link = skel

@@ -52,8 +52,11 @@ unsafe impl plain::Plain for live_set {}
 
 /// The longest a report waits in the ring buffer (see bpf/include/wakeup.h).
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-/// `MAX_BACKENDS` in bpf/xdp_lb.h: the slots of the `backends` map.
-const MAX_BACKENDS: usize = 16;
+/// `MAX_BACKENDS` in bpf/xdp_lb.h (the slots of the `backends` map), taken from the
+/// generated type rather than copied by hand.
+fn max_backends() -> usize {
+    live_set::default().slot.len()
+}
 
 /// Balance TCP connections to a virtual address over backends, in XDP.
 #[derive(Parser)]
@@ -85,9 +88,8 @@ fn main() -> Result<()> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "balance connections in place of the kernel")?;
-    xdp::make_room(&iface, args.replace)?;
-    if args.backends.len() > MAX_BACKENDS {
-        bail!("at most {MAX_BACKENDS} backends (MAX_BACKENDS in bpf/xdp_lb.h)");
+    if args.backends.len() > max_backends() {
+        bail!("at most {} backends (MAX_BACKENDS in bpf/xdp_lb.h)", max_backends());
     }
     // The balancer's own address: the backends see it as their client, so their
     // replies come back here. The VIP must be ours too, to get the clients' frames.
@@ -121,6 +123,9 @@ fn main() -> Result<()> {
         set_backend(&skel.maps.backends, &skel.maps.live, &mut table, addr, true, &iface.name)?;
     }
 
+    // One interface runs one XDP program: refuse (or, with --replace, remove)
+    // one that is there already, now that ours has loaded.
+    xdp::make_room(&iface, args.replace)?;
     let link = skel
         .progs
         .xdp_lb
@@ -217,17 +222,19 @@ fn set_backend(
     iface: &str,
 ) -> Result<()> {
     let key = u32::from_ne_bytes(addr.octets());
+    // The MAC first: a backend the balancer cannot reach takes no slot.
+    let mac = if live { Some(mac_of(addr, iface)?) } else { None }; // (again: it may change)
     let slot = match table.iter().position(|b| b.addr == key) {
         Some(slot) => slot,
         None if !live => bail!("{addr} is not a backend"),
-        None if table.len() == MAX_BACKENDS => bail!("all {MAX_BACKENDS} slots are taken"),
+        None if table.len() == max_backends() => bail!("all {} slots are taken", max_backends()),
         None => {
             table.push(backend { addr: key, ..Default::default() });
             table.len() - 1
         }
     };
-    if live {
-        table[slot].mac = mac_of(addr, iface)?; // (again: it may have changed)
+    if let Some(mac) = mac {
+        table[slot].mac = mac;
     }
     table[slot].live = live as u8;
     // SAFETY: a plain C struct, viewed as its bytes.

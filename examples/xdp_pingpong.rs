@@ -71,7 +71,6 @@ fn main() -> Result<()> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
-    xdp::make_room(&iface, args.replace)?;
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
     // detached on the way out. Set before anything is attached, so that no Ctrl-C
@@ -90,6 +89,9 @@ fn main() -> Result<()> {
     // load: the maps are created and the verifier checks the program.
     let skel = open.load().context("loading the XDP program into the kernel")?;
 
+    // One interface runs one XDP program: refuse (or, with --replace, remove)
+    // one that is there already, now that ours has loaded.
+    xdp::make_room(&iface, args.replace)?;
     // attach: from now on every frame on the interface runs xdp_pingpong. It is a
     // bpf_link: when this process ends, even killed, the program is detached.
     let link = skel

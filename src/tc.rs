@@ -37,7 +37,7 @@ pub enum TcApi {
 /// A TC program attached to an interface's ingress; dropping it detaches.
 pub enum TcAttachment {
     Tcx(OwnedFd),
-    Netlink { hook: TcHook, created_qdisc: bool, name: String },
+    Netlink { hook: TcHook, created_qdisc: bool, iface: Interface },
 }
 
 impl TcAttachment {
@@ -52,12 +52,14 @@ impl TcAttachment {
 
 impl Drop for TcAttachment {
     fn drop(&mut self) {
-        if let TcAttachment::Netlink { hook, created_qdisc, name } = self {
+        if let TcAttachment::Netlink { hook, created_qdisc, iface } = self {
             if let Err(e) = hook.detach() {
-                eprintln!("removing the TC filter from {name}: {e}; try `--cleanup`");
+                eprintln!("removing the TC filter from {}: {e}; try `--cleanup`", iface.name);
             }
-            // Only a qdisc we created goes: someone else's may carry their filters.
-            if *created_qdisc {
+            // Only a qdisc we created goes, and only when no one else's filter
+            // (added since, say with --stack) is left in it.
+            let others = ingress_programs(iface);
+            if *created_qdisc && !others.iter().any(|p| p.ends_with("netlink filter)")) {
                 destroy_qdisc(*hook);
             }
         }
@@ -238,14 +240,13 @@ fn attach_netlink(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> Result<TcA
             std::io::Error::from_raw_os_error(-rc)
         ),
     };
-    let name = iface.name.clone();
     if let Err(e) = hook.attach() {
         if created_qdisc {
             destroy_qdisc(hook);
         }
-        bail!("attaching the TC filter to {name}: {e}");
+        bail!("attaching the TC filter to {}: {e}", iface.name);
     }
-    Ok(TcAttachment::Netlink { hook, created_qdisc, name })
+    Ok(TcAttachment::Netlink { hook, created_qdisc, iface: iface.clone() })
 }
 
 /// Delete the whole clsact qdisc (libbpf deletes it only when asked for both
@@ -269,9 +270,16 @@ fn leftover_filter(iface: &Interface) -> Option<u32> {
 /// and say what happened. The clsact qdisc stays: other tools may have filters in
 /// it (`sudo tc qdisc del dev IFACE clsact` removes it and all of them).
 pub fn cleanup(iface: &Interface) -> Result<()> {
-    if leftover_filter(iface).is_none() {
+    let Some(id) = leftover_filter(iface) else {
         println!("nothing to clean up on {}", iface.name);
         return Ok(());
+    };
+    if let Some(pid) = holder(id) {
+        bail!(
+            "the TC filter on {} belongs to a running example (process {pid}), not to a killed \
+             one: stop that example (Ctrl-C) and it removes its filter itself",
+            iface.name
+        );
     }
     let fd = any_fd()?;
     hook(fd.as_fd(), iface)

@@ -132,3 +132,19 @@ fn a_second_tc_program_is_refused_unless_stacked() {
         assert_eq!(tc_ingress_on(server), (0, String::new()), "{api}: left attached");
     }
 }
+
+/// --cleanup is for a killed run's filter: it leaves a running example's alone.
+#[test]
+fn cleanup_leaves_a_running_examples_filter_alone() {
+    let lab = lab();
+    let server = &lab.server;
+    let mut running = run_in(server, "tc", &[server.iface, "--attach", "netlink"]);
+    running.wait_attached();
+    let end = run_in(server, "tc", &[server.iface, "--cleanup"]).wait(Duration::from_secs(20));
+    assert!(!end.status.success(), "{end:?}");
+    assert!(end.stderr.contains("belongs to a running example"), "{}", end.stderr);
+    assert!(tc_ingress_on(server).1.contains("tc_ingress"), "the running filter was removed");
+    let end = running.stop(Signal::SIGINT, Duration::from_secs(2));
+    assert!(end.status.success(), "{end:?}");
+    assert_eq!(tc_ingress_on(server), (0, String::new()));
+}

@@ -1,7 +1,8 @@
 /* Internet checksum, updated incrementally.
  *
- * IPv4, ICMP and ICMPv6 checksums are the one's complement of the one's complement
- * sum of the 16-bit words they cover. When one word changes from m to m', RFC 1624
+ * IPv4, ICMP, ICMPv6 and TCP checksums (TCP's covers a pseudo-header with both IP
+ * addresses) are the one's complement of the one's complement sum of the 16-bit
+ * words they cover. When one word changes from m to m', RFC 1624
  * (equation 3) gives the new checksum without re-reading the packet:
  *
  *     HC' = ~(~HC + ~m + m')

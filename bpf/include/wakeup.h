@@ -29,7 +29,8 @@ static __always_inline __u64 wakeup_flags(void *ringbuf, __u64 size) {
     /* The ring's size is a power of two, so an eighth of it is one too, and
      * "which multiple of it" is a mask away (no division on the fast path). */
     __u64 batch_mask = ~(bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8 - 1);
-    __u64 record = size + RINGBUF_HDR_SZ;
+    __u64 record =
+        (size + RINGBUF_HDR_SZ + 7) & ~7ULL; /* rounded up to 8, as the kernel does */
     if (waiting < record)
         return BPF_RB_NO_WAKEUP;
     __u64 before = waiting - record; /* what was waiting before our record */

@@ -71,9 +71,10 @@ fn main() -> Result<()> {
         }
     }
     let mut json = Vec::new();
+    // Set first: a Ctrl-C from now on removes whatever the bench has made so far.
+    ctrlc::set_handler(interrupted).context("Ctrl-C handler")?;
     let lab = Lab::up(&format!("ebpfws-bench{}", std::process::id()))?;
     undo().lab = Some(lab.name.clone());
-    ctrlc::set_handler(interrupted).context("Ctrl-C handler")?;
 
     println!("## 1. Program cost per packet in place (kernel's own stats, under a lab flood)\n");
     {
@@ -113,13 +114,15 @@ fn record(json: &mut Vec<String>, key: &str, value: f64) {
 /// Drop guards (Running, BpfStats, Lab), so the handler does their work.
 struct Undo {
     lab: Option<String>,
+    /// The load-balancer lab of section 7, while it exists.
+    lb_lab: Option<String>,
     /// kernel.bpf_stats_enabled's value before the bench changed it.
     stats: Option<String>,
     children: Vec<Pid>,
 }
 
 static UNDO: std::sync::Mutex<Undo> =
-    std::sync::Mutex::new(Undo { lab: None, stats: None, children: Vec::new() });
+    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, stats: None, children: Vec::new() });
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
     UNDO.lock().unwrap_or_else(|e| e.into_inner())
@@ -139,6 +142,9 @@ fn interrupted() {
     }
     if let Some(lab) = &undo.lab {
         let _ = Lab::down(lab);
+    }
+    if let Some(lab) = &undo.lb_lab {
+        let _ = ebpf_workshop::lab::LbLab::down(lab);
     }
     eprintln!("interrupted: examples stopped, lab removed, {BPF_STATS} restored");
     std::process::exit(130);
@@ -1135,6 +1141,7 @@ fn xdp_lb_rows(examples: &std::path::Path, json: &mut Vec<String>) -> Result<()>
     const THREADS: usize = 4; // clients at a time
 
     let lab = LbLab::up(&format!("ebpflb-bench{}", std::process::id()))?;
+    undo().lb_lab = Some(lab.name.clone());
     for (b, name) in lab.backends.iter().zip(["b1", "b2"]) {
         let listener = in_namespace(&b.ns, || std::net::TcpListener::bind(("0.0.0.0", LB_PORT)))??;
         std::thread::spawn(move || serve_name(listener, name));
@@ -1207,5 +1214,6 @@ fn xdp_lb_rows(examples: &std::path::Path, json: &mut Vec<String>) -> Result<()>
     record(json, "xdp_lb_one_backend_conn_per_s", one);
     record(json, "xdp_lb_two_backends_conn_per_s", two);
     record(json, "xdp_lb_ns_per_packet", ns);
+    undo().lb_lab = None; // `lab` removes itself when dropped, right after this
     Ok(())
 }
