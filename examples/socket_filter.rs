@@ -75,6 +75,9 @@ fn main() -> Result<()> {
     let mut open =
         SocketFilterSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     open.maps.rodata_data.as_mut().context("no read-only data")?.report_pings = !args.quiet;
+    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each.
+    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
+    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the socket filter into the kernel")?;
 
     // attach: a socket filter belongs to one socket (SO_ATTACH_BPF); closing the
@@ -96,16 +99,18 @@ fn main() -> Result<()> {
     });
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        if let (Ok(e), Some(table)) = (plain::from_bytes::<echo_event>(data), &table) {
-            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-            let details = format!("id {} seq {}", e.id, e.seq);
-            table.row(&[
-                clock.at(e.ts_ns),
-                "ping".into(),
-                src.to_string(),
-                dst.to_string(),
-                details,
-            ]);
+        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
+            if let (Ok(e), Some(table)) = (plain::from_bytes::<echo_event>(report), &table) {
+                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+                let details = format!("id {} seq {}", e.id, e.seq);
+                table.row(&[
+                    clock.at(e.ts_ns),
+                    "ping".into(),
+                    src.to_string(),
+                    dst.to_string(),
+                    details,
+                ]);
+            }
         }
         // Checked between records, so a flood of reports cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
@@ -139,6 +144,8 @@ fn main() -> Result<()> {
         }
     }
     drop(socket); // detaches the filter
+                  // The last reports wait in their batches for the timer (ECHO_FLUSH_NS, 20 ms).
+    std::thread::sleep(POLL_TIMEOUT);
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: filter_counts = per_cpu_sum(&skel.maps.counts, 0)?;

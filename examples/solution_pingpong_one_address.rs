@@ -96,6 +96,9 @@ fn main() -> Result<()> {
     // the program can compare with iphdr.daddr without bpf_ntohl().
     open.maps.rodata_data.as_mut().context("no read-only data")?.only_addr =
         u32::from_ne_bytes(args.only.octets());
+    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each.
+    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
+    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
     // One interface runs one XDP program: refuse (or, with --replace, remove)
     // one that is there already, now that ours has loaded.
@@ -115,9 +118,11 @@ fn main() -> Result<()> {
     let pings = PingTable::new(true);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
-            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-            pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
+        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
+            if let Ok(e) = plain::from_bytes::<echo_event>(report) {
+                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+                pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
+            }
         }
         // Checked between records, so a stream of events cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
@@ -136,6 +141,8 @@ fn main() -> Result<()> {
         }
     }
     drop(link); // detach, then read what is left
+                // The last reports wait in their batches for the timer (ECHO_FLUSH_NS, 20 ms).
+    std::thread::sleep(POLL_TIMEOUT);
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;

@@ -97,6 +97,10 @@ fn main() -> Result<()> {
     rodata.drop_pings = args.drop_pings;
     rodata.report_pings = !args.quiet;
 
+    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each.
+    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
+    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
+
     // load: the maps are created and the verifier checks the program.
     let skel = open.load().context("loading the XDP program into the kernel")?;
 
@@ -112,17 +116,20 @@ fn main() -> Result<()> {
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
     eprintln!("attached: XDP program xdp_inspect on {} ({} mode)", iface.name, xdp::mode(&iface));
 
-    // The ring buffer: one callback per report, with the record's bytes.
+    // The ring buffer: one callback per record, with its bytes: a batch of
+    // reports from one CPU, in the order they were made there.
     let pings = PingTable::new(!args.quiet);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
-            let action = match e.action {
-                echo_action::ECHO_DROPPED => "dropped",
-                _ => "seen",
-            };
-            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-            pings.row(e.ts_ns, action, src, dst, e.id, e.seq);
+        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
+            if let Ok(e) = plain::from_bytes::<echo_event>(report) {
+                let action = match e.action {
+                    echo_action::ECHO_DROPPED => "dropped",
+                    _ => "seen",
+                };
+                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+                pings.row(e.ts_ns, action, src, dst, e.id, e.seq);
+            }
         }
         // Checked between records, so a flood of reports cannot hold off Ctrl-C:
         // a negative return ends this round of reading (as -EINTR).
@@ -163,6 +170,8 @@ fn main() -> Result<()> {
     // Detach (close the link), so that nothing new arrives, then read what is
     // still in the ring: one record per call, now that `stop` is set.
     drop(link);
+    // The last reports wait in their batches for the timer (ECHO_FLUSH_NS, 20 ms).
+    std::thread::sleep(POLL_TIMEOUT);
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     // The summary, from the program's per-CPU counters.

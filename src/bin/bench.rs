@@ -51,6 +51,15 @@ const EXECS: u32 = 10_000;
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn main() -> Result<()> {
+    // `bench 1 3` runs sections 1 and 3 only; no arguments, all of them.
+    let mut only = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.parse::<u32>() {
+            Ok(n @ 1..=7) => only.push(n),
+            _ => bail!("usage: bench [SECTION...]  (sections 1 to 7; none: all)"),
+        }
+    }
+    let run = |section: u32| only.is_empty() || only.contains(&section);
     ebpf_workshop::preflight::check(ebpf_workshop::preflight::Needs::Tracing)?;
     let examples = std::env::current_exe()?.parent().context("bin dir")?.join("examples");
     for name in [
@@ -76,27 +85,43 @@ fn main() -> Result<()> {
     let lab = Lab::up(&format!("ebpfws-bench{}", std::process::id()))?;
     undo().lab = Some(lab.name.clone());
 
-    println!("## 1. Program cost per packet in place (kernel's own stats, under a lab flood)\n");
-    {
+    if run(1) {
+        println!(
+            "## 1. Program cost per packet in place (kernel's own stats, under a lab flood)\n"
+        );
         let _stats = BpfStats::set(true)?; // restored when this block ends, also on error
         in_place(&lab, &examples, &mut json)?;
     }
-    println!("\n## 2. Program cost per packet alone (BPF_PROG_TEST_RUN: no ring-buffer reader, so no wake-ups)\n");
-    {
+    if run(2) {
+        println!("\n## 2. Program cost per packet alone (BPF_PROG_TEST_RUN: no ring-buffer reader, so no wake-ups)\n");
         // The statistics' clock reads would be counted in these figures too.
         let _stats = BpfStats::set(false)?;
         program_cost(&lab, &mut json)?;
     }
-    println!("\n## 3. Ping answered three ways ({FLOOD}-ping flood; {LATENCY_PINGS} pings for latency)\n");
-    let modes = ping_three_ways(&lab, &examples, &mut json)?;
-    println!("\n## 4. Kernel net events per ping on the server ({EVENT_PINGS} pings)\n");
-    net_events_per_ping(&lab, &examples, &modes, &mut json)?;
-    println!("\n## 5. Start-up: process start to \"attached\", and peak memory (median of 3)\n");
-    startup(&lab, &examples, &mut json)?;
-    println!("\n## 6. Event delivery: hello under a burst of {EXECS} execs\n");
-    event_delivery(&examples, &mut json)?;
-    println!("\n## 7. xdp_lb: connections per second, and its cost in place\n");
-    xdp_lb_rows(&examples, &mut json)?;
+    let mut modes = None;
+    if run(3) {
+        println!("\n## 3. Ping answered three ways ({FLOOD}-ping flood; {LATENCY_PINGS} pings for latency)\n");
+        modes = Some(ping_three_ways(&lab, &examples, &mut json)?);
+    }
+    if run(4) {
+        println!("\n## 4. Kernel net events per ping on the server ({EVENT_PINGS} pings)\n");
+        let all = [Mode::Kernel, Mode::Tc, Mode::Xdp];
+        net_events_per_ping(&lab, &examples, modes.as_deref().unwrap_or(&all), &mut json)?;
+    }
+    if run(5) {
+        println!(
+            "\n## 5. Start-up: process start to \"attached\", and peak memory (median of 3)\n"
+        );
+        startup(&lab, &examples, &mut json)?;
+    }
+    if run(6) {
+        println!("\n## 6. Event delivery: hello under a burst of {EXECS} execs\n");
+        event_delivery(&examples, &mut json)?;
+    }
+    if run(7) {
+        println!("\n## 7. xdp_lb: connections per second, and its cost in place\n");
+        xdp_lb_rows(&examples, &mut json)?;
+    }
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
     std::fs::write(&path, format!("{{\n{}\n}}\n", json.join(",\n")))?;
