@@ -89,10 +89,10 @@ test-kernels: deps ## the kernel-dependent tests inside Debian 12's 6.1 kernel t
 	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"
 	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels
 
-bench: deps ## measure program cost, ping three ways, events, start-up (release build)
-	@echo "==> bench: cargo build --release, then target/release/bench (prints markdown, writes target/bench.json)"
+bench: deps ## measure program cost, ping three ways, events, start-up (release build; SECTIONS="1 3" for some)
+	@echo "==> bench: cargo build --release, then target/release/bench $(SECTIONS) (prints markdown, writes target/bench.json)"
 	$(CARGO) build --release --examples --bins
-	$(CARGO) run --release --quiet --bin bench
+	$(CARGO) run --release --quiet --bin bench -- $(SECTIONS)
 
 new: ## copy an example into a project of its own: make new DIR=../my-tool [EXAMPLE=xdp_pingpong]
 	@test -n "$(DIR)" || { echo "usage: make new DIR=<path> [EXAMPLE=<name>] (default EXAMPLE=hello)"; exit 1; }
