@@ -783,14 +783,25 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
         )?;
         let tc_floor = return_only_program(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, 0, c"floor_tc")?;
         let floors = [("xdp", cost(&xdp_floor, &tcp)?), ("tc", cost(&tc_floor, &tcp)?)];
-        let mut s1 = std::mem::MaybeUninit::uninit();
-        let xdp = skel::xdp::XdpSkelBuilder::default().open(&mut s1)?.load()?;
-        let mut s2 = std::mem::MaybeUninit::uninit();
-        let xpp = skel::xdp_pingpong::XdpPingpongSkelBuilder::default().open(&mut s2)?.load()?;
-        let mut s3 = std::mem::MaybeUninit::uninit();
-        let tc = skel::tc::TcSkelBuilder::default().open(&mut s3)?.load()?;
-        let mut s4 = std::mem::MaybeUninit::uninit();
-        let tpp = skel::tc_pingpong::TcPingpongSkelBuilder::default().open(&mut s4)?.load()?;
+        // Each with its report batches sized one per CPU, as the examples do.
+        let cpus = libbpf_rs::num_possible_cpus()? as u32;
+        macro_rules! load {
+            ($builder:expr, $storage:ident) => {{
+                let mut open = $builder.open(&mut $storage)?;
+                open.maps.batches.set_max_entries(cpus)?;
+                open.load()?
+            }};
+        }
+        let (mut s1, mut s2, mut s3, mut s4) = (
+            std::mem::MaybeUninit::uninit(),
+            std::mem::MaybeUninit::uninit(),
+            std::mem::MaybeUninit::uninit(),
+            std::mem::MaybeUninit::uninit(),
+        );
+        let xdp = load!(skel::xdp::XdpSkelBuilder::default(), s1);
+        let xpp = load!(skel::xdp_pingpong::XdpPingpongSkelBuilder::default(), s2);
+        let tc = load!(skel::tc::TcSkelBuilder::default(), s3);
+        let tpp = load!(skel::tc_pingpong::TcPingpongSkelBuilder::default(), s4);
         let rows: [(&str, &str, &libbpf_rs::ProgramMut, &[u8], bool); 8] = [
             ("xdp_inspect", "xdp", &xdp.progs.xdp_inspect, &echo, true),
             ("xdp_inspect", "xdp", &xdp.progs.xdp_inspect, &tcp, true),
