@@ -191,3 +191,86 @@ fn xdp_inspect_passes_everything_unless_told_to_drop_pings() {
         assert_eq!(test_run(&skel.progs.xdp_inspect, &tcp).unwrap().action, XDP_PASS);
     }
 }
+
+use common::skel::xdp::types::echo_event;
+// SAFETY: a plain C struct of integers: any bytes of the right length are a value.
+unsafe impl plain::Plain for echo_event {}
+
+/// Pinned bpf_timers (BPF_F_TIMER_CPU_PIN) came in Linux 6.7: from there on, ping
+/// reports travel in batches (bpf/include/echo.h); before, one record each.
+fn kernel_pins_timers() -> bool {
+    let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>());
+    let (major, minor) = (parts.next().unwrap().unwrap(), parts.next().unwrap().unwrap());
+    (major, minor) >= (6, 7)
+}
+
+#[test]
+fn reports_travel_in_batches_of_64_and_a_timer_sends_the_rest() {
+    const PINGS: u16 = 100;
+    const BATCH: usize = 64; // ECHO_BATCH in bpf/include/echo.h
+
+    // All runs on one CPU, so that all reports go into one CPU's batch.
+    let mut cpu0 = nix::sched::CpuSet::new();
+    cpu0.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
+
+    let mut storage = MaybeUninit::uninit();
+    let mut open = XdpSkelBuilder::default().open(&mut storage).unwrap();
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u32;
+    open.maps.batches.set_max_entries(cpus).unwrap();
+    let skel = open.load().unwrap();
+
+    // Each record the ring buffer delivers: the sequence numbers in it.
+    let records = std::cell::RefCell::new(Vec::<Vec<u16>>::new());
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    builder
+        .add(&skel.maps.events, |data: &[u8]| {
+            let size = std::mem::size_of::<echo_event>();
+            assert_eq!(data.len() % size, 0, "a record is whole reports");
+            let reports =
+                data.chunks_exact(size).map(|r| plain::from_bytes::<echo_event>(r).unwrap());
+            records.borrow_mut().push(reports.map(|e| e.seq).collect());
+            0
+        })
+        .unwrap();
+    let ring = builder.build().unwrap();
+
+    let started = std::time::Instant::now();
+    for seq in 0..PINGS {
+        let mut ping = Ping::new(false);
+        ping.seq = seq;
+        assert_eq!(test_run(&skel.progs.xdp_inspect, &ping.request()).unwrap().action, XDP_PASS);
+    }
+    ring.consume().unwrap();
+    let at_once = records.borrow().clone();
+    // Faster than the timer (the usual case): nothing was sent but full batches.
+    let before_the_timer = started.elapsed() < std::time::Duration::from_millis(15);
+    // The timer sends the last, partial batch 20 ms after its first report.
+    let deadline = std::time::Instant::now() + common::scaled(std::time::Duration::from_secs(2));
+    while records.borrow().iter().map(Vec::len).sum::<usize>() < PINGS as usize
+        && std::time::Instant::now() < deadline
+    {
+        // No wake-up for a record this small: poll times out, consume reads it.
+        ring.poll(std::time::Duration::from_millis(10)).unwrap();
+        ring.consume().unwrap();
+    }
+    let all = records.borrow().clone();
+
+    let seqs: Vec<u16> = all.iter().flatten().copied().collect();
+    assert_eq!(seqs, (0..PINGS).collect::<Vec<_>>(), "every report, in order, once");
+    let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+    if kernel_pins_timers() && before_the_timer {
+        assert_eq!(
+            at_once.iter().map(Vec::len).collect::<Vec<_>>(),
+            [BATCH],
+            "a full batch at once"
+        );
+        assert_eq!(sizes, [BATCH, PINGS as usize - BATCH], "then the rest, by the timer");
+    } else if kernel_pins_timers() {
+        // A slow machine: the timer may have cut a batch short on the way.
+        assert!(sizes.iter().all(|&n| n <= BATCH) && sizes.len() < PINGS as usize, "{sizes:?}");
+    } else {
+        assert_eq!(sizes, vec![1; PINGS as usize], "no pinned timers: a record per report");
+    }
+}
