@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::{ip, tcp_summary, Clock, Table};
 use ebpf_workshop::iface::interface;
-use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
 use ebpf_workshop::packet_socket::PacketSocket;
 use ebpf_workshop::preflight::{self, Needs};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -74,8 +74,11 @@ fn main() -> Result<()> {
     let mut storage = MaybeUninit::uninit();
     let mut open =
         SocketFilterSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
-    open.maps.rodata_data.as_mut().context("no read-only data")?.report_pings = !args.quiet;
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each.
+    let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
+    rodata.report_pings = !args.quiet;
+    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
+    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
+    rodata.batch_reports = !preflight::realtime_kernel();
     let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
     open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the socket filter into the kernel")?;
@@ -144,8 +147,9 @@ fn main() -> Result<()> {
         }
     }
     drop(socket); // detaches the filter
-                  // The last reports wait in their batches for the timer (ECHO_FLUSH_NS, 20 ms).
-    std::thread::sleep(POLL_TIMEOUT);
+
+    // Reports still in a batch reach the ring when its timer fires (20 ms).
+    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: filter_counts = per_cpu_sum(&skel.maps.counts, 0)?;

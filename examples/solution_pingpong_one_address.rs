@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::format::ip;
 use ebpf_workshop::iface::{guard_default_route, interface, ipv4_addresses};
-use ebpf_workshop::maps::per_cpu_sum;
+use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::xdp;
@@ -94,9 +94,11 @@ fn main() -> Result<()> {
         .context("opening the BPF object")?;
     // octets() is network order; from_ne_bytes keeps those bytes as they are, so
     // the program can compare with iphdr.daddr without bpf_ntohl().
-    open.maps.rodata_data.as_mut().context("no read-only data")?.only_addr =
-        u32::from_ne_bytes(args.only.octets());
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each.
+    let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
+    rodata.only_addr = u32::from_ne_bytes(args.only.octets());
+    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
+    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
+    rodata.batch_reports = !preflight::realtime_kernel();
     let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
     open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
@@ -141,8 +143,9 @@ fn main() -> Result<()> {
         }
     }
     drop(link); // detach, then read what is left
-                // The last reports wait in their batches for the timer (ECHO_FLUSH_NS, 20 ms).
-    std::thread::sleep(POLL_TIMEOUT);
+
+    // Reports still in a batch reach the ring when its timer fires (20 ms).
+    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;

@@ -1,5 +1,8 @@
 //! Reading a per-CPU counter map: the kernel keeps one copy of the value per CPU
-//! (so the program needs no atomic operations), and user space adds them up.
+//! (so the program needs no atomic operations), and user space adds them up. And
+//! waiting for the packet examples' per-CPU report batches to be sent.
+
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
@@ -25,4 +28,33 @@ pub fn per_cpu_sum<T: plain::Plain + Default>(map: &dyn MapCore, key: u32) -> Re
     let mut total = T::default();
     plain::copy_from_bytes(&mut total, &bytes).map_err(|_| anyhow::anyhow!("counter size"))?;
     Ok(total)
+}
+
+/// `enum batch_timer` in bpf/include/echo.h: the batch's timer will send it.
+const TIMER_ARMED: u32 = 2;
+
+/// Wait until every entry of `batches` (an array of bpf/include/echo.h's `struct
+/// echo_batch`, one per CPU) has sent its reports: call it after detaching,
+/// before the last read of the ring buffer. A batch that is not full is sent by
+/// its timer within 20 ms; this gives up after a second.
+pub fn wait_for_batches(batches: &dyn MapCore) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut waiting = false;
+        for cpu in 0..batches.max_entries() {
+            let value = batches
+                .lookup(&cpu.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the report batches")?
+                .context("the batch map has no such entry")?;
+            // struct echo_batch starts with __u32 n (reports waiting) and __u32
+            // timer (enum batch_timer).
+            let word =
+                |at: usize| u32::from_ne_bytes(value[at..at + 4].try_into().expect("4 bytes"));
+            waiting |= word(0) > 0 || word(4) == TIMER_ARMED;
+        }
+        if !waiting || Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

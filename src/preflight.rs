@@ -81,3 +81,11 @@ fn effective_caps() -> Result<u64> {
         .context("no CapEff line in /proc/self/status")?;
     u64::from_str_radix(hex.trim(), 16).context("parsing CapEff")
 }
+
+/// Whether this is a PREEMPT_RT kernel (/sys/kernel/realtime reads 1). There,
+/// from Linux 6.18 on, softirq work can be preempted on its CPU, so the packet
+/// examples send each ping report at once instead of in per-CPU batches
+/// (bpf/include/echo.h explains why the batches need a CPU to themselves).
+pub fn realtime_kernel() -> bool {
+    fs::read_to_string("/sys/kernel/realtime").is_ok_and(|s| s.trim() == "1")
+}

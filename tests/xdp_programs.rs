@@ -11,6 +11,7 @@ use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use common::{test_run, TestRun};
 use ebpf_workshop::frames::*;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -196,24 +197,31 @@ use common::skel::xdp::types::echo_event;
 // SAFETY: a plain C struct of integers: any bytes of the right length are a value.
 unsafe impl plain::Plain for echo_event {}
 
-/// Pinned bpf_timers (BPF_F_TIMER_CPU_PIN) came in Linux 6.7: from there on, ping
-/// reports travel in batches (bpf/include/echo.h); before, one record each.
-fn kernel_pins_timers() -> bool {
+/// Pinned bpf_timers (BPF_F_TIMER_CPU_PIN) came in Linux 6.7: from there on (or
+/// where a distribution backported them), ping reports travel in batches
+/// (bpf/include/echo.h); before, one record each.
+fn kernel_is_at_least(want: (u32, u32)) -> bool {
     let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>());
-    let (major, minor) = (parts.next().unwrap().unwrap(), parts.next().unwrap().unwrap());
-    (major, minor) >= (6, 7)
+    (parts.next().unwrap().unwrap(), parts.next().unwrap().unwrap()) >= want
 }
 
 #[test]
 fn reports_travel_in_batches_of_64_and_a_timer_sends_the_rest() {
+    use common::skel::xdp::types::{batch_timer, echo_batch};
     const PINGS: u16 = 100;
     const BATCH: usize = 64; // ECHO_BATCH in bpf/include/echo.h
+                             // src/maps.rs wait_for_batches() reads these two fields by offset.
+    assert_eq!(std::mem::offset_of!(echo_batch, n), 0);
+    assert_eq!(std::mem::offset_of!(echo_batch, timer), 4);
+    assert_eq!(batch_timer::TIMER_ARMED.0, 2);
 
     // All runs on one CPU, so that all reports go into one CPU's batch.
-    let mut cpu0 = nix::sched::CpuSet::new();
-    cpu0.set(0).unwrap();
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0).unwrap();
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpu = (0..nix::sched::CpuSet::count()).find(|&c| allowed.is_set(c).unwrap()).unwrap();
+    let mut one = nix::sched::CpuSet::new();
+    one.set(cpu).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
 
     let mut storage = MaybeUninit::uninit();
     let mut open = XdpSkelBuilder::default().open(&mut storage).unwrap();
@@ -235,16 +243,29 @@ fn reports_travel_in_batches_of_64_and_a_timer_sends_the_rest() {
         })
         .unwrap();
     let ring = builder.build().unwrap();
+    let timer_of_this_cpu = || {
+        let value = skel.maps.batches.lookup(&(cpu as u32).to_ne_bytes(), MapFlags::ANY);
+        u32::from_ne_bytes(value.unwrap().unwrap()[4..8].try_into().unwrap())
+    };
 
     let started = std::time::Instant::now();
+    let mut pinned = None;
     for seq in 0..PINGS {
         let mut ping = Ping::new(false);
         ping.seq = seq;
         assert_eq!(test_run(&skel.progs.xdp_inspect, &ping.request()).unwrap().action, XDP_PASS);
+        // After the first report: did this kernel pin the batch's timer?
+        pinned.get_or_insert_with(|| timer_of_this_cpu() == batch_timer::TIMER_ARMED.0);
+    }
+    let pinned = pinned.unwrap();
+    if kernel_is_at_least((6, 7)) {
+        assert!(pinned, "Linux 6.7 and later pin timers (BPF_F_TIMER_CPU_PIN)");
     }
     ring.consume().unwrap();
     let at_once = records.borrow().clone();
     // Faster than the timer (the usual case): nothing was sent but full batches.
+    // (Before 6.11, BPF_PROG_TEST_RUN ran programs with softirqs on: a timer
+    // could fire inside a run. The runs take about a millisecond, the timer 20.)
     let before_the_timer = started.elapsed() < std::time::Duration::from_millis(15);
     // The timer sends the last, partial batch 20 ms after its first report.
     let deadline = std::time::Instant::now() + common::scaled(std::time::Duration::from_secs(2));
@@ -260,17 +281,18 @@ fn reports_travel_in_batches_of_64_and_a_timer_sends_the_rest() {
     let seqs: Vec<u16> = all.iter().flatten().copied().collect();
     assert_eq!(seqs, (0..PINGS).collect::<Vec<_>>(), "every report, in order, once");
     let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
-    if kernel_pins_timers() && before_the_timer {
+    if pinned && before_the_timer {
         assert_eq!(
             at_once.iter().map(Vec::len).collect::<Vec<_>>(),
             [BATCH],
             "a full batch at once"
         );
         assert_eq!(sizes, [BATCH, PINGS as usize - BATCH], "then the rest, by the timer");
-    } else if kernel_pins_timers() {
+    } else if pinned {
         // A slow machine: the timer may have cut a batch short on the way.
         assert!(sizes.iter().all(|&n| n <= BATCH) && sizes.len() < PINGS as usize, "{sizes:?}");
     } else {
         assert_eq!(sizes, vec![1; PINGS as usize], "no pinned timers: a record per report");
     }
+    assert_eq!(timer_of_this_cpu(), if pinned { 1 } else { 3 }, "TIMER_IDLE or TIMER_CANNOT");
 }

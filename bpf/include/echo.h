@@ -19,7 +19,7 @@ enum echo_action {
 };
 
 struct echo_event {
-    __u64 ts_ns;   /* bpf_ktime_get_ns() when its batch was sent (see send_batch) */
+    __u64 ts_ns;   /* bpf_ktime_get_ns() when it was sent (in a batch: see send_batch) */
     __u32 ifindex; /* interface it arrived on */
     __u16 family;  /* AF_INET or AF_INET6 */
     __u16 id;      /* echo identifier, host order (ping's process id or socket) */
@@ -59,21 +59,36 @@ static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
  * a lone ping still shows up promptly. Measured in place, a report now costs
  * about a fifth of what it did.
  *
- * No lock: packet programs run with softirqs off on their CPU, so nothing else
- * touches this CPU's batch meanwhile, as long as the timer (a softirq too) fires
- * on the same CPU. That takes BPF_F_TIMER_CPU_PIN (Linux 6.7). Where the kernel
- * cannot pin timers, bpf_timer_start() fails, and each report is sent at once,
- * as one record of its own. */
+ * No lock: packet programs run with softirqs (bottom halves) off on their CPU,
+ * so nothing else touches this CPU's batch meanwhile, as long as the timer (a
+ * softirq too) fires on the same CPU. That takes BPF_F_TIMER_CPU_PIN (Linux 6.7).
+ * Where the kernel cannot pin timers, bpf_timer_start() fails, and each report
+ * is sent at once, as a record of its own. Two exceptions user space must know
+ * about: on a PREEMPT_RT kernel from 6.18 on, softirq work can be preempted on
+ * its CPU, so user space sets batch_reports = false there; and
+ * BPF_PROG_TEST_RUN ran programs with softirqs on before 6.11. */
 
 #define ECHO_BATCH 64                       /* reports per ring-buffer record */
 #define ECHO_FLUSH_NS (20ULL * 1000 * 1000) /* the longest a report waits: 20 ms */
 #define CLOCK_MONOTONIC 1                   /* <time.h>, for bpf_timer_init() */
+#define EBUSY 16                            /* <errno.h> */
 
+/* Set by user space before load: false sends each report at once (PREEMPT_RT). */
+const volatile bool batch_reports = true;
+
+enum batch_timer {
+    TIMER_NONE = 0,   /* not set up yet */
+    TIMER_IDLE = 1,   /* set up, not running */
+    TIMER_ARMED = 2,  /* running: it will send the batch */
+    TIMER_CANNOT = 3, /* no pinned timer on this kernel: send each report at once */
+};
+
+/* One CPU's batch. n and timer come first: user space reads them to know when
+ * every batch has been sent (src/maps.rs, wait_for_batches). */
 struct echo_batch {
-    struct bpf_timer flush; /* sends the batch ECHO_FLUSH_NS after its first report */
-    __u16 timer_ready;      /* bpf_timer_init() done */
-    __u16 timer_armed;      /* started, not fired yet */
     __u32 n;                /* reports waiting in ev[] */
+    enum batch_timer timer; /* 4 bytes */
+    struct bpf_timer flush; /* sends the batch ECHO_FLUSH_NS after it started */
     struct echo_event ev[ECHO_BATCH];
 };
 
@@ -85,89 +100,89 @@ static __always_inline void send_batch(void *ringbuf, struct echo_batch *b, __u6
         return;
     if (n > ECHO_BATCH) /* never, but the verifier wants a bound on the size */
         n = ECHO_BATCH;
+    barrier_var(n); /* and clang must not drop that bound for knowing better */
     /* One clock read per batch, not per ping: measured in place, a clock read
      * per ping cost 25-35 ns, a third of xdp_pingpong's own time. So a report's
-     * time is when its batch left: at most ECHO_FLUSH_NS after the ping. */
+     * time is when its batch left: at most ECHO_FLUSH_NS after the ping. All 64
+     * are stamped, used or not: a loop with a constant count that the verifier
+     * checks once, not once for each possible n. */
     __u64 now = bpf_ktime_get_ns();
-    /* All of them, used or not: a loop with a constant count is unrolled by
-     * clang and checked once by the verifier, not once per possible `n`. */
     for (__u32 i = 0; i < ECHO_BATCH; i++)
         b->ev[i].ts_ns = now;
     __u64 size = n * sizeof(struct echo_event);
     /* No wake-up per record either: see wakeup.h. */
-    if (bpf_ringbuf_output(ringbuf, b->ev, size, wakeup_flags(ringbuf, size)))
+    if (bpf_ringbuf_output(ringbuf, b->ev, size, output_wakeup_flags(ringbuf, size)))
         *lost += n;
     b->n = 0;
+}
+
+/* Send one report `e` (filled, on the stack) as a record of its own. */
+static __always_inline void send_one(void *ringbuf, struct echo_event *e, __u64 *lost) {
+    e->ts_ns = bpf_ktime_get_ns();
+    if (bpf_ringbuf_output(ringbuf, e, sizeof(*e),
+                           output_wakeup_flags(ringbuf, sizeof(*e))))
+        (*lost)++;
 }
 
 /* The batch timer's callback calls this: the timer is spent (the next report
  * starts it again); send what waits. */
 static __always_inline void batch_timer_fired(void *ringbuf, struct echo_batch *b,
                                               __u64 *lost) {
-    b->timer_armed = 0;
+    b->timer = TIMER_IDLE;
     send_batch(ringbuf, b, lost);
 }
 
-/* This CPU's batch in `batches` (an array with one entry per CPU), or NULL. */
-static __always_inline struct echo_batch *cpu_batch(void *batches) {
-    __u32 cpu = bpf_get_smp_processor_id();
-    return bpf_map_lookup_elem(batches, &cpu);
-}
-
-/* The next free report in `b`: fill it, then call batch_added(). */
-static __always_inline struct echo_event *batch_next(struct echo_batch *b) {
-    __u32 n = b->n;
-    if (n >= ECHO_BATCH) /* never: batch_added() sends a full batch */
-        n = ECHO_BATCH - 1;
-    return &b->ev[n];
-}
-
-/* Count the report batch_next() gave out, and send the batch if it is full.
- * Starts the batch's timer if it is not running; `flush` is the timer's
- * callback, a function of the program's own file that calls batch_timer_fired()
- * (it names the program's own maps). */
-static __always_inline void batch_added(void *batches, struct echo_batch *b, void *flush,
-                                        void *ringbuf, __u64 *lost) {
-    b->n++;
-    if (!b->timer_armed) {
-        if (!b->timer_ready) {
-            bpf_timer_init(&b->flush, batches, CLOCK_MONOTONIC);
-            bpf_timer_set_callback(&b->flush, flush);
-            b->timer_ready = 1;
-        }
-        if (bpf_timer_start(&b->flush, ECHO_FLUSH_NS, BPF_F_TIMER_CPU_PIN) == 0)
-            b->timer_armed = 1;
-        else
-            send_batch(ringbuf, b, lost); /* cannot pin (before 6.7): no batching */
+/* Make sure batch `b`'s timer is running, so that what is in the batch will be
+ * sent. `flush` is the timer's callback, a function of the program's own file
+ * that calls batch_timer_fired() (it names the program's own maps). False if
+ * this kernel cannot pin the timer to this CPU: then send the batch now. */
+static __always_inline bool batch_timer_armed(void *batches, struct echo_batch *b,
+                                              void *flush) {
+    if (b->timer == TIMER_ARMED)
+        return true;
+    if (b->timer == TIMER_CANNOT)
+        return false;
+    if (b->timer == TIMER_NONE) {
+        long err = bpf_timer_init(&b->flush, batches, CLOCK_MONOTONIC);
+        if (err && err != -EBUSY) /* out of memory: try again next time */
+            return false;
+        bpf_timer_set_callback(&b->flush, flush);
+        b->timer = TIMER_IDLE;
     }
-    if (b->n >= ECHO_BATCH)
+    if (bpf_timer_start(&b->flush, ECHO_FLUSH_NS, BPF_F_TIMER_CPU_PIN)) {
+        b->timer = TIMER_CANNOT; /* before 6.7: an unknown flag */
+        return false;
+    }
+    b->timer = TIMER_ARMED;
+    return true;
+}
+
+/* Add report `e` (filled, on the stack) to this CPU's batch in `batches` (an
+ * array with an entry per CPU), and send the batch if it is full or cannot wait.
+ * Without a batch (batching off, or a CPU past the array's end), send `e` alone. */
+static __always_inline void send_echo(void *batches, void *flush, void *ringbuf,
+                                      __u64 *lost, struct echo_event *e) {
+    __u32 cpu = bpf_get_smp_processor_id();
+    struct echo_batch *b = batch_reports ? bpf_map_lookup_elem(batches, &cpu) : NULL;
+    if (!b) {
+        send_one(ringbuf, e, lost);
+        return;
+    }
+    __u32 n = b->n;
+    if (n >= ECHO_BATCH) /* never: a full batch is sent at once */
+        n = ECHO_BATCH - 1;
+    __builtin_memcpy(&b->ev[n], e, sizeof(*e));
+    b->n = n + 1;
+    if (b->n >= ECHO_BATCH || !batch_timer_armed(batches, b, flush))
         send_batch(ringbuf, b, lost);
 }
 
-/* Report a ping that is_echo_request() accepted: fill a report in this CPU's
- * batch. Call it before any rewrite: it reads the request's addresses. */
+/* Report a ping that is_echo_request() accepted. Call it before any rewrite: it
+ * reads the request's addresses. */
 static __always_inline void report_echo(void *batches, void *flush, void *ringbuf,
                                         __u64 *lost, __u32 ifindex,
                                         const struct packet *p, enum echo_action action) {
-    struct echo_batch *b = cpu_batch(batches);
-    if (!b) { /* a CPU without a batch: user space made too few */
-        (*lost)++;
-        return;
-    }
-    fill_echo(batch_next(b), ifindex, p, action);
-    batch_added(batches, b, flush, ringbuf, lost);
-}
-
-/* Report a ping from a copy filled earlier with fill_echo() (on the stack: for a
- * program that rewrites the packet between noting the ping and knowing what
- * became of it). */
-static __always_inline void send_echo(void *batches, void *flush, void *ringbuf,
-                                      __u64 *lost, const struct echo_event *filled) {
-    struct echo_batch *b = cpu_batch(batches);
-    if (!b) {
-        (*lost)++;
-        return;
-    }
-    __builtin_memcpy(batch_next(b), filled, sizeof(*filled));
-    batch_added(batches, b, flush, ringbuf, lost);
+    struct echo_event e;
+    fill_echo(&e, ifindex, p, action);
+    send_echo(batches, flush, ringbuf, lost, &e);
 }

@@ -20,20 +20,36 @@
 
 #define RINGBUF_HDR_SZ 8 /* each record's header, <linux/bpf.h> BPF_RINGBUF_HDR_SZ */
 
-/* The flags for bpf_ringbuf_submit() of a `size`-byte record just reserved in
- * `ringbuf`: wake the reader only when this record makes the data waiting cross
- * a multiple of an eighth of the ring. At most eight wake-ups per ringful, however
- * fast the packets come; none at all while the reader keeps up on its own. */
-static __always_inline __u64 wakeup_flags(void *ringbuf, __u64 size) {
-    __u64 waiting = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA); /* ours included */
+/* The size a record of `size` bytes takes in the ring: with its header, rounded
+ * up to 8, as the kernel does. */
+static __always_inline __u64 ring_record_size(__u64 size) {
+    return (size + RINGBUF_HDR_SZ + 7) & ~7ULL;
+}
+
+/* Wake the reader only if the data waiting, going from `before` to `after` bytes,
+ * crosses a multiple of an eighth of the ring. At most eight wake-ups per
+ * ringful, however fast the packets come; none while the reader keeps up. */
+static __always_inline __u64 crossing_flags(void *ringbuf, __u64 before, __u64 after) {
     /* The ring's size is a power of two, so an eighth of it is one too, and
      * "which multiple of it" is a mask away (no division on the fast path). */
     __u64 batch_mask = ~(bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8 - 1);
-    __u64 record =
-        (size + RINGBUF_HDR_SZ + 7) & ~7ULL; /* rounded up to 8, as the kernel does */
+    return (after & batch_mask) != (before & batch_mask) ? BPF_RB_FORCE_WAKEUP
+                                                         : BPF_RB_NO_WAKEUP;
+}
+
+/* The flags for bpf_ringbuf_submit() of a `size`-byte record just reserved in
+ * `ringbuf`: the data waiting already counts it. */
+static __always_inline __u64 wakeup_flags(void *ringbuf, __u64 size) {
+    __u64 waiting = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA); /* ours included */
+    __u64 record = ring_record_size(size);
     if (waiting < record)
         return BPF_RB_NO_WAKEUP;
-    __u64 before = waiting - record; /* what was waiting before our record */
-    return (waiting & batch_mask) != (before & batch_mask) ? BPF_RB_FORCE_WAKEUP
-                                                           : BPF_RB_NO_WAKEUP;
+    return crossing_flags(ringbuf, waiting - record, waiting);
+}
+
+/* The flags for bpf_ringbuf_output() of `size` bytes: it copies the record in
+ * after we ask, so the data waiting does not count it yet. */
+static __always_inline __u64 output_wakeup_flags(void *ringbuf, __u64 size) {
+    __u64 waiting = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA); /* ours not yet */
+    return crossing_flags(ringbuf, waiting, waiting + ring_record_size(size));
 }
