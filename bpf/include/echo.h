@@ -64,16 +64,19 @@ static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
  * softirq too) fires on the same CPU. That takes BPF_F_TIMER_CPU_PIN (Linux 6.7).
  * Where the kernel cannot pin timers, bpf_timer_start() fails, and each report
  * is sent at once, as a record of its own. Two exceptions user space must know
- * about: on a PREEMPT_RT kernel from 6.18 on, softirq work can be preempted on
- * its CPU, so user space sets batch_reports = false there; and
- * BPF_PROG_TEST_RUN ran programs with softirqs on before 6.11. */
+ * about: on a PREEMPT_RT kernel, softirq work can be preempted on its CPU (from
+ * 6.18 on; newer verifiers refuse bpf_timer there altogether), so user space
+ * sets batch_reports = false on RT kernels; and BPF_PROG_TEST_RUN ran programs
+ * with softirqs on before 6.11. */
 
 #define ECHO_BATCH 64                       /* reports per ring-buffer record */
 #define ECHO_FLUSH_NS (20ULL * 1000 * 1000) /* the longest a report waits: 20 ms */
 #define CLOCK_MONOTONIC 1                   /* <time.h>, for bpf_timer_init() */
 #define EBUSY 16                            /* <errno.h> */
+#define EINVAL 22
 
-/* Set by user space before load: false sends each report at once (PREEMPT_RT). */
+/* Set by user space before load: false sends each report at once, and the
+ * verifier never sees the timer code (PREEMPT_RT). */
 const volatile bool batch_reports = true;
 
 enum batch_timer {
@@ -103,7 +106,7 @@ static __always_inline void send_batch(void *ringbuf, struct echo_batch *b, __u6
     barrier_var(n); /* and clang must not drop that bound for knowing better */
     /* One clock read per batch, not per ping: measured in place, a clock read
      * per ping cost 25-35 ns, a third of xdp_pingpong's own time. So a report's
-     * time is when its batch left: at most ECHO_FLUSH_NS after the ping. All 64
+     * time is when its batch left: about ECHO_FLUSH_NS after the ping at most. All 64
      * are stamped, used or not: a loop with a constant count that the verifier
      * checks once, not once for each possible n. */
     __u64 now = bpf_ktime_get_ns();
@@ -135,7 +138,8 @@ static __always_inline void batch_timer_fired(void *ringbuf, struct echo_batch *
 /* Make sure batch `b`'s timer is running, so that what is in the batch will be
  * sent. `flush` is the timer's callback, a function of the program's own file
  * that calls batch_timer_fired() (it names the program's own maps). False if
- * this kernel cannot pin the timer to this CPU: then send the batch now. */
+ * this kernel cannot pin the timer to this CPU, or the timer could not be set
+ * up (tried again next report): then send the batch now. */
 static __always_inline bool batch_timer_armed(void *batches, struct echo_batch *b,
                                               void *flush) {
     if (b->timer == TIMER_ARMED)
@@ -146,13 +150,17 @@ static __always_inline bool batch_timer_armed(void *batches, struct echo_batch *
         long err = bpf_timer_init(&b->flush, batches, CLOCK_MONOTONIC);
         if (err && err != -EBUSY) /* out of memory: try again next time */
             return false;
-        bpf_timer_set_callback(&b->flush, flush);
+        if (bpf_timer_set_callback(&b->flush, flush))
+            return false;
         b->timer = TIMER_IDLE;
     }
-    if (bpf_timer_start(&b->flush, ECHO_FLUSH_NS, BPF_F_TIMER_CPU_PIN)) {
-        b->timer = TIMER_CANNOT; /* before 6.7: an unknown flag */
+    long err = bpf_timer_start(&b->flush, ECHO_FLUSH_NS, BPF_F_TIMER_CPU_PIN);
+    if (err == -EINVAL) { /* before 6.7: an unknown flag */
+        b->timer = TIMER_CANNOT;
         return false;
     }
+    if (err) /* being freed, or busy: send now, try again next report */
+        return false;
     b->timer = TIMER_ARMED;
     return true;
 }

@@ -8,11 +8,13 @@
  *
  * So the programs submit with BPF_RB_NO_WAKEUP: the record is in the ring, but
  * nobody is told. The reader looks anyway every 100 ms (its poll timeout), and
- * the program wakes it only when a batch is waiting (each eighth of the ring),
- * so that a burst is read before the ring fills. One wake-up per batch instead of
- * one per packet; a report still shows up within about 100 ms.
+ * the program wakes it only when another eighth of the ring has filled, so that
+ * a burst is read before the ring fills. At most eight wake-ups per ringful
+ * instead of one per packet; a report still shows up within about 100 ms (a
+ * ping report within about 120: it may wait in its batch first, see echo.h).
  *
- * Try it: pass 0 instead of wakeup_flags(...) and compare `make bench`. */
+ * Try it: pass 0 instead of wakeup_flags(...) (for the packet examples, of
+ * output_wakeup_flags(...) in echo.h) and compare `make bench`. */
 #pragma once
 
 #include "vmlinux.h"
@@ -32,9 +34,9 @@ static __always_inline __u64 ring_record_size(__u64 size) {
 static __always_inline __u64 crossing_flags(void *ringbuf, __u64 before, __u64 after) {
     /* The ring's size is a power of two, so an eighth of it is one too, and
      * "which multiple of it" is a mask away (no division on the fast path). */
-    __u64 batch_mask = ~(bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8 - 1);
-    return (after & batch_mask) != (before & batch_mask) ? BPF_RB_FORCE_WAKEUP
-                                                         : BPF_RB_NO_WAKEUP;
+    __u64 eighth_mask = ~(bpf_ringbuf_query(ringbuf, BPF_RB_RING_SIZE) / 8 - 1);
+    return (after & eighth_mask) != (before & eighth_mask) ? BPF_RB_FORCE_WAKEUP
+                                                           : BPF_RB_NO_WAKEUP;
 }
 
 /* The flags for bpf_ringbuf_submit() of a `size`-byte record just reserved in
