@@ -7,6 +7,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "common.h"
 #include "packet.h"
 #include "wakeup.h"
 
@@ -71,9 +72,6 @@ static __always_inline void fill_echo(struct echo_event *e, __u32 ifindex,
 
 #define ECHO_BATCH 64                       /* reports per ring-buffer record */
 #define ECHO_FLUSH_NS (20ULL * 1000 * 1000) /* the longest a report waits: 20 ms */
-#define CLOCK_MONOTONIC 1                   /* <time.h>, for bpf_timer_init() */
-#define EBUSY 16                            /* <errno.h> */
-#define EINVAL 22
 
 /* Set by user space before load: false sends each report at once, and the
  * verifier never sees the timer code (PREEMPT_RT). */
