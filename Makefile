@@ -12,7 +12,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
 LB_LAB     := ebpflb
 
-.PHONY: help deps build hello trace test test-only vmlinux fmt lint lab lab-lb lab-reset lab-down status bench new clean test-kernels
+.PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-reset lab-down status bench new clean test-kernels
 EXAMPLE    ?= hello
 
 help: ## list the targets
@@ -85,7 +85,7 @@ lab-down: ## remove the labs (packet and load-balancer) and everything attached 
 	$(CARGO) run --quiet --bin lab -- down --name $(LAB)
 	$(CARGO) run --quiet --bin lab -- down --name $(LB_LAB)
 
-test-kernels: deps ## the kernel-dependent tests inside Debian 12's 6.1 kernel too (QEMU; .ci/kernels.list)
+test-kernels: deps ## the kernel-dependent tests inside Debian's 5.10, 6.1, 6.12, 7.2 and arm64 kernels (QEMU; .ci/kernels.list)
 	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"
 	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels
 
@@ -104,6 +104,20 @@ vmlinux: ## regenerate vmlinux/<arch>/vmlinux.h from this kernel's BTF
 	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }
 	mkdir -p vmlinux/$(ARCH)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+# arm64: the BTF is copied out of Debian's arm64 kernel image itself (no arm64 machine
+# or boot needed): the package is fetched as `make test-kernels` fetches kernels
+# (private apt configuration, nothing installed), vmlinux/arm64/btf-from-image
+# finds the BTF blob in the Image, bpftool turns it into C. make test-kernels boots
+# that kernel and checks that its /sys/kernel/btf/vmlinux is the same bytes.
+ARM64_KERNEL ?= linux-image-arm64:arm64/trixie-security
+vmlinux-arm64: ## regenerate vmlinux/arm64/vmlinux.h from Debian's arm64 kernel (ARM64_KERNEL=pkg:arm64/suite)
+	@echo "==> vmlinux-arm64: BTF of $(ARM64_KERNEL) > vmlinux/arm64/vmlinux.h"
+	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }
+	read -r root kimg < <($(SUDO) .ci/test-kernels -f $(ARM64_KERNEL)) && \
+	  vmlinux/arm64/btf-from-image "$$kimg" vmlinux/arm64/vmlinux.btf && \
+	  bpftool btf dump file vmlinux/arm64/vmlinux.btf format c > vmlinux/arm64/vmlinux.h && \
+	  rm vmlinux/arm64/vmlinux.btf
 
 fmt: ## format Rust (cargo fmt) and C (clang-format)
 	@echo "==> fmt: cargo fmt, clang-format -i bpf/"
