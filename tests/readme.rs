@@ -67,12 +67,23 @@ fn block_after(text: &str, marker: &str) -> Option<Vec<String>> {
     Some(body[..end].lines().map(str::to_string).collect())
 }
 
+/// The `<!-- KIND: ARGS -->` markers of a page (each on a line of its own): where
+/// each is, and its ARGS.
+fn markers<'a>(text: &'a str, kind: &str) -> Vec<(usize, &'a str)> {
+    let start = format!("<!-- {kind}: ");
+    text.match_indices(&start)
+        .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n'))
+        .map(|(i, _)| {
+            let args = &text[i + start.len()..];
+            (i, &args[..args.find(" -->").expect("unclosed marker")])
+        })
+        .collect()
+}
+
 fn scenarios(page: &Page) -> Vec<Scenario> {
     let (text, path) = (&page.text, &page.path);
     let mut out = Vec::new();
-    for (i, _) in text.match_indices("<!-- run: ") {
-        let header = &text[i + "<!-- run: ".len()..];
-        let header = &header[..header.find(" -->").expect("unclosed run marker")];
+    for (i, header) in markers(text, "run") {
         let mut words = header.split_whitespace();
         let name = words.next().expect("run marker without a name").to_string();
         let lab = words.any(|w| w == "lab");
@@ -82,7 +93,10 @@ fn scenarios(page: &Page) -> Vec<Scenario> {
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
-        let expected = block_after(text, &format!("<!-- output: {name} -->"))
+        let expected = markers(text, "output")
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .and_then(|(at, _)| block_after(&text[at..], " -->"))
             .unwrap_or_else(|| panic!("{path}: no <!-- output: {name} --> block"));
         out.push(Scenario { name, lab, commands, expected });
     }
@@ -225,9 +239,7 @@ fn readme_quotes_match_the_files_they_quote() {
     let mut checked = 0;
     for page in pages() {
         let text = &page.text;
-        for (i, _) in text.match_indices("<!-- quote: ") {
-            let path = &text[i + "<!-- quote: ".len()..];
-            let path = &path[..path.find(" -->").unwrap()];
+        for (i, path) in markers(text, "quote") {
             let quote = block_after(&text[i..], " -->").unwrap().join("\n");
             let file = std::fs::read_to_string(Path::new(ROOT).join(path))
                 .unwrap_or_else(|e| panic!("{}: {path}: {e}", page.path));
