@@ -6,7 +6,7 @@
 //!
 //! The talk's point: a ping answered by xdp_pingpong costs the server no net
 //! events at all, because the kernel never builds a packet for it; answered by the
-//! kernel it costs several (see the README's table).
+//! kernel it costs several (see the table in book/src/net_events.md).
 //!
 //! Hook: raw tracepoints (`SEC("raw_tracepoint/net_dev_queue")`...), one program
 //! per event. `--netns`/`--iface` filter inside the kernel.
