@@ -12,8 +12,11 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
 LB_LAB     := ebpflb
 
-.PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-reset lab-down status bench new clean test-kernels
+.PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-reset lab-down status bench new book clean test-kernels
 EXAMPLE    ?= hello
+# mdbook builds the book (make book); cargo installs it into CARGO_HOME when missing.
+MDBOOK_VERSION := 0.5.4
+MDBOOK     ?= $(shell command -v mdbook || echo "$${CARGO_HOME:-$$HOME/.cargo}/bin/mdbook")
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,6 +101,13 @@ new: ## copy an example into a project of its own: make new DIR=../my-tool [EXAM
 	@test -n "$(DIR)" || { echo "usage: make new DIR=<path> [EXAMPLE=<name>] (default EXAMPLE=hello)"; exit 1; }
 	@echo "==> new: a cargo project in $(DIR) from examples/$(EXAMPLE).rs and bpf/$(EXAMPLE).bpf.c"
 	$(CARGO) run --quiet --bin new -- "$(DIR)" --example "$(EXAMPLE)"
+
+book: ## build the book (book/src, mdBook) into target/book; installs mdbook if missing
+	@if [ ! -x "$(MDBOOK)" ]; then \
+	  echo "==> book: mdbook missing: cargo install mdbook --locked --no-default-features --version $(MDBOOK_VERSION)"; \
+	  $(CARGO) install mdbook --locked --no-default-features --version $(MDBOOK_VERSION); fi
+	@echo "==> book: $(MDBOOK) build book (open target/book/index.html)"
+	"$(MDBOOK)" build book
 
 vmlinux: ## regenerate vmlinux/<arch>/vmlinux.h from this kernel's BTF
 	@echo "==> vmlinux: bpftool btf dump /sys/kernel/btf/vmlinux > vmlinux/$(ARCH)/vmlinux.h"

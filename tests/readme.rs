@@ -1,21 +1,51 @@
-//! The README cannot rot: every command block marked `<!-- run: NAME -->` is run as
-//! written, in README order, as a reader does: the blocks marked `lab` all in one
-//! lab (its namespace names swapped for the lab's), so a chapter that leaves the lab
-//! changed breaks the chapters after it. The output block marked
-//! `<!-- output: NAME -->` must match what the example really printed, line by
-//! line, with numbers masked (times, pids, addresses and counts vary from run to run).
+//! The guide cannot rot. README.md and then every page of the book, in the order of
+//! book/src/SUMMARY.md, are walked as a reader walks them: every command block marked
+//! `<!-- run: NAME -->` is run as written, the blocks marked `lab` all in one lab (its
+//! namespace names swapped for the lab's), so a chapter that leaves the lab changed
+//! breaks the chapters after it. The output block marked `<!-- output: NAME -->` on
+//! the same page must match what the example really printed, line by line, with
+//! numbers masked (times, pids, addresses and counts vary from run to run). A block
+//! after `<!-- quote: PATH -->` must still be in that file. And every relative link
+//! must point at a file that exists, every `#anchor` at a heading of its page.
 //!
 //! `README_CAPTURE=1 cargo test --test readme -- --nocapture` prints fresh outputs
-//! to paste into the README.
+//! to paste into the pages.
 
 mod common;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use ebpf_workshop::kprobe_fallback::kprobes_missing;
 use nix::sys::signal::Signal;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BOOK: &str = "book/src";
+
+/// A page of the guide: its path in the repository, and its text.
+struct Page {
+    path: String,
+    text: String,
+}
+
+fn read(path: &str) -> Page {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    Page { path: path.to_string(), text }
+}
+
+/// README.md, then the book's pages in SUMMARY.md order: the walk a reader takes.
+fn pages() -> Vec<Page> {
+    let summary = read(&format!("{BOOK}/SUMMARY.md"));
+    let mut out = vec![read("README.md")];
+    for (target, _) in links(&summary.text) {
+        out.push(read(&format!("{BOOK}/{target}")));
+    }
+    out
+}
 
 struct Scenario {
     name: String,
@@ -37,22 +67,37 @@ fn block_after(text: &str, marker: &str) -> Option<Vec<String>> {
     Some(body[..end].lines().map(str::to_string).collect())
 }
 
-fn scenarios(readme: &str) -> Vec<Scenario> {
+/// The `<!-- KIND: ARGS -->` markers of a page (each on a line of its own): where
+/// each is, and its ARGS.
+fn markers<'a>(text: &'a str, kind: &str) -> Vec<(usize, &'a str)> {
+    let start = format!("<!-- {kind}: ");
+    text.match_indices(&start)
+        .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n'))
+        .map(|(i, _)| {
+            let args = &text[i + start.len()..];
+            (i, &args[..args.find(" -->").expect("unclosed marker")])
+        })
+        .collect()
+}
+
+fn scenarios(page: &Page) -> Vec<Scenario> {
+    let (text, path) = (&page.text, &page.path);
     let mut out = Vec::new();
-    for (i, _) in readme.match_indices("<!-- run: ") {
-        let header = &readme[i + "<!-- run: ".len()..];
-        let header = &header[..header.find(" -->").expect("unclosed run marker")];
+    for (i, header) in markers(text, "run") {
         let mut words = header.split_whitespace();
         let name = words.next().expect("run marker without a name").to_string();
         let lab = words.any(|w| w == "lab");
-        let commands = block_after(&readme[i..], " -->")
-            .expect("run marker without a block")
+        let commands = block_after(&text[i..], " -->")
+            .unwrap_or_else(|| panic!("{path}: run marker {name} without a block"))
             .into_iter()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
-        let expected = block_after(readme, &format!("<!-- output: {name} -->"))
-            .unwrap_or_else(|| panic!("no <!-- output: {name} --> block"));
+        let expected = markers(text, "output")
+            .into_iter()
+            .find(|(_, n)| *n == name)
+            .and_then(|(at, _)| block_after(&text[at..], " -->"))
+            .unwrap_or_else(|| panic!("{path}: no <!-- output: {name} --> block"));
         out.push(Scenario { name, lab, commands, expected });
     }
     out
@@ -92,7 +137,7 @@ fn run(s: &Scenario, lab_name: Option<&str>) -> String {
                 .replace("ebpfws-client", &format!("{lab}-client"))
                 .replace("ebpfws-server", &format!("{lab}-server"));
         }
-        // The examples as this test run built them (the README says target/debug).
+        // The examples as this test run built them (the pages say target/debug).
         if let Some(at) = c.find("target/debug/examples/") {
             let rest = &c[at + "target/debug/examples/".len()..];
             let name: String =
@@ -106,7 +151,7 @@ fn run(s: &Scenario, lab_name: Option<&str>) -> String {
         c
     };
     let (first, rest) = s.commands.split_first().expect("empty run block");
-    // The README shows a kernel without kprobes; where the kernel has them, ask the
+    // The pages show a kernel without kprobes; where the kernel has them, ask the
     // tracing examples for the same tracepoint path so that the output compares.
     let first = if kprobes_missing().is_none()
         && (first.contains("/hello") || first.contains("/tcpconnect"))
@@ -141,7 +186,7 @@ fn run(s: &Scenario, lab_name: Option<&str>) -> String {
         None => example.stop(Signal::SIGINT, Duration::from_secs(5)),
     };
     // What a person sees: the example's words around its table. The lab's unique
-    // name goes back to the README's.
+    // name goes back to the pages'.
     let all = format!("{}{}", end.stdout, end.stderr);
     match lab_name {
         Some(lab) => all.replace(lab, "ebpfws"),
@@ -151,15 +196,15 @@ fn run(s: &Scenario, lab_name: Option<&str>) -> String {
 
 #[test]
 fn readme_commands_run_and_outputs_match() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let all = scenarios(&readme);
+    let pages = pages();
+    let all: Vec<(&str, Scenario)> =
+        pages.iter().flat_map(|p| scenarios(p).into_iter().map(|s| (p.path.as_str(), s))).collect();
     assert!(all.len() >= 8, "expected a run block per example, found {}", all.len());
     let capture = std::env::var_os("README_CAPTURE").is_some();
     let mut failures = Vec::new();
     // One lab for the whole walk, as a reader has.
     let lab = lab();
-    for s in &all {
+    for (path, s) in &all {
         let actual = run(s, s.lab.then_some(lab.name.as_str()));
         let shapes: Vec<String> = actual.lines().map(shape).collect();
         // The "no kprobes" note only appears on kernels without kprobes.
@@ -171,11 +216,11 @@ fn readme_commands_run_and_outputs_match() {
             .filter(|l| !l.trim().is_empty() && !kernel_specific(l) && !shapes.contains(&shape(l)))
             .collect();
         if capture {
-            println!("<!-- output: {} -->\n```text\n{}```\n", s.name, actual);
+            println!("{path}:\n<!-- output: {} -->\n```text\n{}```\n", s.name, actual);
         }
         if !missing.is_empty() {
             failures.push(format!(
-                "{}: README lines not in the real output: {missing:#?}\nreal output:\n{actual}",
+                "{path}, {}: lines not in the real output: {missing:#?}\nreal output:\n{actual}",
                 s.name
             ));
         }
@@ -191,20 +236,186 @@ fn readme_commands_run_and_outputs_match() {
 
 #[test]
 fn readme_quotes_match_the_files_they_quote() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let mut checked = 0;
-    for (i, _) in readme.match_indices("<!-- quote: ") {
-        let path = &readme[i + "<!-- quote: ".len()..];
-        let path = &path[..path.find(" -->").unwrap()];
-        let quote = block_after(&readme[i..], " -->").unwrap().join("\n");
-        let file = std::fs::read_to_string(format!("{root}/{path}"))
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert!(
-            file.contains(&quote),
-            "README quotes {path}, but the file no longer has:\n{quote}"
-        );
-        checked += 1;
+    for page in pages() {
+        let text = &page.text;
+        for (i, path) in markers(text, "quote") {
+            let quote = block_after(&text[i..], " -->").unwrap().join("\n");
+            let file = std::fs::read_to_string(Path::new(ROOT).join(path))
+                .unwrap_or_else(|e| panic!("{}: {path}: {e}", page.path));
+            assert!(
+                file.contains(&quote),
+                "{} quotes {path}, but the file no longer has:\n{quote}",
+                page.path
+            );
+            checked += 1;
+        }
     }
     assert!(checked >= 5, "only {checked} quotes found");
+}
+
+/// The text outside ```-fenced blocks, where headings and links are (a fenced line
+/// becomes an empty one, so that line numbers stay).
+fn outside_fences(text: &str) -> String {
+    let mut fenced = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` without its code spans (`x`, ``x``, which may hold brackets that are no link).
+fn without_code_spans(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('`') {
+        out.push_str(&rest[..at]);
+        let ticks = rest[at..].len() - rest[at..].trim_start_matches('`').len();
+        let fence = &rest[at..at + ticks];
+        let after = &rest[at + ticks..];
+        rest = match after.find(fence) {
+            Some(end) => {
+                out.extend(after[..end].matches('\n').map(|_| '\n')); // lines stay
+                &after[end + ticks..]
+            }
+            None => after, // a lone backtick
+        };
+    }
+    out + rest
+}
+
+/// The `[text](target)` links of a page (outside code), with the 1-based line of each.
+fn links(text: &str) -> Vec<(String, usize)> {
+    let prose = without_code_spans(&outside_fences(text));
+    prose
+        .match_indices("](")
+        .filter_map(|(i, _)| {
+            let target = &prose[i + 2..];
+            let target = target[..target.find(')')?].split_whitespace().next()?;
+            let line = prose[..i].matches('\n').count() + 1;
+            Some((target.to_string(), line))
+        })
+        .collect()
+}
+
+/// The anchors of a page's headings, as GitHub and mdBook make them: lowercase,
+/// spaces to '-', punctuation dropped; a repeated heading gets `-1`, `-2`...
+fn anchors(text: &str) -> Vec<String> {
+    let mut seen = HashMap::new();
+    outside_fences(text)
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.trim_start_matches('#').strip_prefix(' '))
+        .map(|heading| {
+            let slug: String = heading
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect();
+            let n = seen.entry(slug.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                slug
+            } else {
+                format!("{slug}-{}", *n - 1)
+            }
+        })
+        .collect()
+}
+
+/// `a/b/../c` as `a/c`, without touching the file system.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn links_point_at_files_and_headings() {
+    let mut paths = vec!["README.md".to_string()];
+    for entry in std::fs::read_dir(Path::new(ROOT).join(BOOK)).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            paths.push(format!("{BOOK}/{name}"));
+        }
+    }
+    let in_summary: Vec<String> = pages().into_iter().map(|p| p.path).collect();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for path in &paths {
+        let page = read(path);
+        let in_book = path.starts_with(BOOK);
+        if in_book && !path.ends_with("SUMMARY.md") && !in_summary.contains(path) {
+            broken.push(format!("{path}: not in {BOOK}/SUMMARY.md, so the book leaves it out"));
+        }
+        for (link, line) in links(&page.text) {
+            if link.contains("://") || link.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (file, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if file.is_empty() {
+                PathBuf::from(path)
+            } else {
+                normalise(&Path::new(path).parent().unwrap().join(file))
+            };
+            let target_str = target.to_string_lossy().to_string();
+            let at = format!("{path}:{line}: {link}");
+            if !Path::new(ROOT).join(&target).exists() {
+                broken.push(format!("{at}: no file {target_str}"));
+                continue;
+            }
+            // mdBook turns a link to a .md file into one to its .html page: the page
+            // must be one the book renders.
+            if in_book && target_str.ends_with(".md") && !in_summary.contains(&target_str) {
+                broken.push(format!("{at}: {target_str} is not a page of the book"));
+            }
+            if !anchor.is_empty() && !anchors(&read(&target_str).text).iter().any(|a| a == anchor) {
+                broken.push(format!("{at}: no heading #{anchor} in {target_str}"));
+            }
+        }
+        // {{#include FILE:NAME}} takes the part of FILE between its ANCHOR comments;
+        // a link in that part would be relative to the wrong page in one place or the
+        // other.
+        for (i, _) in page.text.match_indices("{{#include ") {
+            let spec = &page.text[i + "{{#include ".len()..];
+            let spec = &spec[..spec.find("}}").unwrap()];
+            let (file, name) = spec.split_once(':').unwrap_or((spec, ""));
+            let file = normalise(&Path::new(path).parent().unwrap().join(file));
+            let text = read(&file.to_string_lossy()).text;
+            let part = text
+                .split_once(&format!("ANCHOR: {name} "))
+                .and_then(|(_, rest)| rest.split_once(&format!("ANCHOR_END: {name} ")));
+            let Some((part, _)) = part else {
+                broken.push(format!("{path}: includes {spec}, not marked in the file"));
+                continue;
+            };
+            let relative: Vec<_> =
+                links(part).into_iter().filter(|(l, _)| !l.contains("://")).collect();
+            if !relative.is_empty() {
+                broken.push(format!("{path}: includes {spec}, which has links: {relative:?}"));
+            }
+        }
+    }
+    assert!(checked >= 50, "only {checked} links found");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }

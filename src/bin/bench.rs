@@ -783,12 +783,9 @@ fn program_cost(lab: &Lab, json: &mut Vec<String>) -> Result<()> {
         )?;
         let tc_floor = return_only_program(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, 0, c"floor_tc")?;
         let floors = [("xdp", cost(&xdp_floor, &tcp)?), ("tc", cost(&tc_floor, &tcp)?)];
-        // Each with its report batches sized one per CPU, as the examples do.
-        let cpus = libbpf_rs::num_possible_cpus()? as u32;
         macro_rules! load {
             ($builder:expr, $storage:ident) => {{
-                let mut open = $builder.open(&mut $storage)?;
-                open.maps.batches.set_max_entries(cpus)?;
+                let open = $builder.open(&mut $storage)?;
                 open.load()?
             }};
         }

@@ -299,7 +299,7 @@ pub fn ping(from: &Host, to: impl std::fmt::Display, count: u32) -> u32 {
         })
 }
 
-/// Start example `name` inside `host`'s namespace, as the README shows:
+/// Start example `name` inside `host`'s namespace, as the book's chapters show:
 /// `ip netns exec <ns> target/debug/examples/<name> <args>`.
 pub fn run_in(host: &Host, name: &str, args: &[&str]) -> Running {
     let mut cmd = host.cmd(example_path(name));
