@@ -17,9 +17,7 @@
 //! - [`netns`]: run code inside a named network namespace.
 //! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
 //!
-//! Not used by the examples (the lab, the tests and `make bench`):
-//! - [`lab`]: the two-namespace packet lab, and the four-host load-balancer lab.
-//! - [`frames`]: hand-built frames and their expected replies, for tests.
+//! The lab, the tests' harness and `make bench` are in `dev/`, not here.
 
 pub mod cgroup;
 pub mod format;
@@ -34,6 +32,3 @@ pub mod pings;
 pub mod preflight;
 pub mod tc;
 pub mod xdp;
-
-pub mod frames;
-pub mod lab;
