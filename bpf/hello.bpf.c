@@ -19,9 +19,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* The ring buffer that carries one exec_event per execve to user space. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    /* Bytes, a power of two and a multiple of the page size. 1 MiB holds about 5,700
-     * of our 176-byte events (each record has an 8-byte header too); raise it if
-     * the exit summary reports losses. */
+    /* Bytes, a power of two and a multiple of the page size. 1 MiB holds 5,957 of
+     * our 168-byte events (176 with each record's 8-byte header); raise it if the
+     * exit summary reports losses. */
     __uint(max_entries, 1 << 20);
 } events SEC(".maps");
 

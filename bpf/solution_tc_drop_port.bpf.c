@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "packet.h"
+#include "tcp.h"
 #include "wakeup.h"
 #include "solution_tc_drop_port.h"
 

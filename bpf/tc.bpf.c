@@ -20,22 +20,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool drop_all = false;    /* --drop-all */
 const volatile bool report_pings = true; /* off with --quiet: counters only */
 
-/* Ping reports for user space: records of up to ECHO_BATCH struct echo_event
- * each (echo.h). */
+/* Ping reports for user space, a struct echo_event (echo.h) each. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* bytes: 18,600 reports in full batches */
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 (header) */
 } events SEC(".maps");
-
-/* Reports wait here, a batch per CPU, until a batch is full or its timer fires
- * (echo.h says why). An array, not a per-CPU array: a map value with a timer
- * cannot be per-CPU, so the key is the CPU's number. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1); /* user space makes it one per CPU before loading */
-    __type(key, __u32);
-    __type(value, struct echo_batch);
-} batches SEC(".maps");
 
 /* The counters, one copy per CPU: no atomics on the fast path. */
 struct {
@@ -46,15 +35,6 @@ struct {
 } counts SEC(".maps");
 
 struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
-
-/* The batch timer's callback (echo.h): send this CPU's waiting reports. */
-static int flush_batch(void *map, __u32 *cpu, struct echo_batch *b) {
-    __u32 zero = 0;
-    struct tc_counts *n = bpf_map_lookup_elem(&counts, &zero);
-    if (n) /* the timer fires on the batch's own CPU: these are its counters */
-        batch_timer_fired(&events, b, &n->lost);
-    return 0;
-}
 
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb) {
@@ -70,8 +50,7 @@ int tc_ingress(struct __sk_buff *skb) {
     struct packet p;
     if (parse_packet(&p, data, data_end) && is_echo_request(&p)) {
         if (report_pings)
-            report_echo(&batches, flush_batch, &events, &n->lost, skb->ifindex, &p,
-                        ECHO_DROPPED);
+            report_echo(&events, &n->lost, skb->ifindex, &p, ECHO_DROPPED);
         n->dropped++;
         return TC_ACT_SHOT; /* try TC_ACT_OK here: pings get answered again */
     }

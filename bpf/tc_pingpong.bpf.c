@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "packet.h"
+#include "reply.h"
 #include "echo.h"
 #include "tc_pingpong.h"
 
@@ -20,22 +21,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by user space before load: --quiet switches the per-ping reports off. */
 const volatile bool report_pings = true;
 
-/* Ping reports for user space: records of up to ECHO_BATCH struct echo_event
- * each (echo.h). */
+/* Ping reports for user space, a struct echo_event (echo.h) each. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* bytes: 18,600 reports in full batches */
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 (header) */
 } events SEC(".maps");
-
-/* Reports wait here, a batch per CPU, until a batch is full or its timer fires
- * (echo.h says why). An array, not a per-CPU array: a map value with a timer
- * cannot be per-CPU, so the key is the CPU's number. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1); /* user space makes it one per CPU before loading */
-    __type(key, __u32);
-    __type(value, struct echo_batch);
-} batches SEC(".maps");
 
 /* The counters, one copy per CPU: no atomics on the fast path. */
 struct {
@@ -47,20 +37,13 @@ struct {
 
 struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
 
-/* The batch timer's callback (echo.h): send this CPU's waiting reports. */
-static int flush_batch(void *map, __u32 *cpu, struct echo_batch *b) {
-    __u32 zero = 0;
-    struct pingpong_counts *n = bpf_map_lookup_elem(&counts, &zero);
-    if (n) /* the timer fires on the batch's own CPU: these are its counters */
-        batch_timer_fired(&events, b, &n->lost);
-    return 0;
-}
-
-/* Write the reply's ICMP type at `type_off` and fix the checksum at `csum_off`
- * for the one 16-bit word (type and code) that changed. bpf_l4_csum_replace() is
- * told the old and new word; it does not read the packet. */
-static __always_inline int set_icmp_type(struct __sk_buff *skb, __u32 type_off,
-                                         __u32 csum_off, __u8 old_type, __u8 new_type) {
+/* The socket-buffer twin of icmp_set_type() in csum.h (which XDP uses): write the
+ * reply's ICMP type at `type_off` and fix the checksum at `csum_off` for the one
+ * 16-bit word (type and code) that changed. bpf_l4_csum_replace() is told the old
+ * and new word, and keeps the skb's own checksum state right too. */
+static __always_inline int skb_icmp_set_type(struct __sk_buff *skb, __u32 type_off,
+                                             __u32 csum_off, __u8 old_type,
+                                             __u8 new_type) {
     __u8 code = 0; /* echo requests and replies both have code 0 */
     __u16 old_word = (__u16)old_type << 8 | code;
     __u16 new_word = (__u16)new_type << 8 | code;
@@ -88,7 +71,7 @@ int tc_pingpong(struct __sk_buff *skb) {
     /* Note the ping now (the rewrite invalidates the header pointers); send the
      * report once we know whether the answer went out. */
     struct echo_event report;
-    fill_echo(&report, skb->ifindex, &p, ECHO_ANSWERED);
+    fill_echo(&report, bpf_ktime_get_ns(), skb->ifindex, &p, ECHO_ANSWERED);
 
     /* Swapping addresses keeps every checksum valid: the IPv4 header checksum and
      * the ICMPv6 pseudo-header sum both just add the two addresses. Changing the
@@ -98,13 +81,13 @@ int tc_pingpong(struct __sk_buff *skb) {
     if (p.ip && p.icmp) {
         swap_bytes(&p.ip->saddr, &p.ip->daddr, sizeof(p.ip->saddr));
         __u32 off = (void *)p.icmp - data;
-        err = set_icmp_type(skb, off, off + offsetof(struct icmphdr, checksum), ICMP_ECHO,
-                            ICMP_ECHOREPLY);
+        err = skb_icmp_set_type(skb, off, off + offsetof(struct icmphdr, checksum),
+                                ICMP_ECHO, ICMP_ECHOREPLY);
     } else if (p.ip6 && p.icmp6) {
         swap_bytes(&p.ip6->saddr, &p.ip6->daddr, sizeof(p.ip6->saddr));
         __u32 off = (void *)p.icmp6 - data;
-        err = set_icmp_type(skb, off, off + offsetof(struct icmp6hdr, icmp6_cksum),
-                            ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
+        err = skb_icmp_set_type(skb, off, off + offsetof(struct icmp6hdr, icmp6_cksum),
+                                ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY);
     } else { /* not reached: is_echo_request() set one of them */
         return TC_ACT_OK;
     }
@@ -116,11 +99,11 @@ int tc_pingpong(struct __sk_buff *skb) {
         n->failed++;
         report.action = ECHO_DROPPED;
         if (report_pings)
-            send_echo(&batches, flush_batch, &events, &n->lost, &report);
+            send_echo(&events, &n->lost, &report);
         return TC_ACT_SHOT;
     }
     if (report_pings)
-        send_echo(&batches, flush_batch, &events, &n->lost, &report);
+        send_echo(&events, &n->lost, &report);
     n->replied++;
     /* ...and the original request ends here. */
     return TC_ACT_SHOT;

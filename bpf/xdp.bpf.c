@@ -22,22 +22,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool drop_pings = false;  /* --drop-pings */
 const volatile bool report_pings = true; /* off with --quiet: counters only */
 
-/* Ping reports for user space: records of up to ECHO_BATCH struct echo_event
- * each (echo.h). */
+/* Ping reports for user space, a struct echo_event (echo.h) each. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* bytes: 18,600 reports in full batches */
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 (header) */
 } events SEC(".maps");
-
-/* Reports wait here, a batch per CPU, until a batch is full or its timer fires
- * (echo.h says why). An array, not a per-CPU array: a map value with a timer
- * cannot be per-CPU, so the key is the CPU's number. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1); /* user space makes it one per CPU before loading */
-    __type(key, __u32);
-    __type(value, struct echo_batch);
-} batches SEC(".maps");
 
 /* The counters. Per-CPU: each CPU adds to its own copy, so no atomic operations
  * are needed on the fast path; user space adds the copies up. */
@@ -49,15 +38,6 @@ struct {
 } counts SEC(".maps");
 
 struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
-
-/* The batch timer's callback (echo.h): send this CPU's waiting reports. */
-static int flush_batch(void *map, __u32 *cpu, struct echo_batch *b) {
-    __u32 zero = 0;
-    struct proto_counts *n = bpf_map_lookup_elem(&counts, &zero);
-    if (n) /* the timer fires on the batch's own CPU: these are its counters */
-        batch_timer_fired(&events, b, &n->lost);
-    return 0;
-}
 
 SEC("xdp")
 int xdp_inspect(struct xdp_md *ctx) {
@@ -90,10 +70,9 @@ int xdp_inspect(struct xdp_md *ctx) {
     }
 
     if (is_echo_request(&p)) {
-        n->pings++;
         if (report_pings)
-            report_echo(&batches, flush_batch, &events, &n->lost, ctx->ingress_ifindex,
-                        &p, drop_pings ? ECHO_DROPPED : ECHO_SEEN);
+            report_echo(&events, &n->lost, ctx->ingress_ifindex, &p,
+                        drop_pings ? ECHO_DROPPED : ECHO_SEEN);
         /* Try it: change XDP_DROP to XDP_PASS below and pings work again. */
         if (drop_pings)
             return XDP_DROP;

@@ -7,6 +7,5 @@ struct proto_counts {
     __u64 tcp;
     __u64 udp;
     __u64 other; /* any other IP protocol, and non-IP frames such as ARP */
-    __u64 pings; /* echo requests among the icmp ones */
     __u64 lost;  /* ping reports that found the ring buffer full */
 };

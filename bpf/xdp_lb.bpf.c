@@ -25,11 +25,23 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "packet.h"
+#include "tcp.h"
 #include "csum.h"
 #include "wakeup.h"
 #include "xdp_lb.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* A 32-bit field (an IPv4 address) changed from `old` to `new`. The checksum is a
+ * sum of 16-bit words and a 32-bit field is two of them, so an update for each half
+ * (csum_replace2, csum.h) is one update for the whole field. The halves are taken
+ * as the field lies in the packet: each half of the loaded value is one packet
+ * word, whatever the CPU's byte order. Used for the IPv4 header checksum and for
+ * TCP's, whose pseudo-header holds both addresses. */
+static __always_inline void csum_replace4(__sum16 *sum, __be32 old, __be32 new) {
+    csum_replace2(sum, (__u16)old, (__u16) new);
+    csum_replace2(sum, (__u16)(old >> 16), (__u16)(new >> 16));
+}
 
 /* Set by user space before load (network byte order). */
 const volatile __be32 vip = 0;     /* the address clients connect to */

@@ -16,6 +16,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "packet.h"
+#include "reply.h"
 #include "csum.h"
 #include "echo.h"
 #include "xdp_pingpong.h"
@@ -26,22 +27,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * verifier then removes that code), leaving only the counters. */
 const volatile bool report_pings = true;
 
-/* Ping reports for user space: records of up to ECHO_BATCH struct echo_event
- * each (echo.h). */
+/* Ping reports for user space, a struct echo_event (echo.h) each. */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* bytes: 18,600 reports in full batches */
+    __uint(max_entries, 1 << 20); /* bytes: 16,384 reports of 56 + 8 (header) */
 } events SEC(".maps");
-
-/* Reports wait here, a batch per CPU, until a batch is full or its timer fires
- * (echo.h says why). An array, not a per-CPU array: a map value with a timer
- * cannot be per-CPU, so the key is the CPU's number. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1); /* user space makes it one per CPU before loading */
-    __type(key, __u32);
-    __type(value, struct echo_batch);
-} batches SEC(".maps");
 
 /* The counters, one copy per CPU: no atomics on the fast path. */
 struct {
@@ -52,15 +42,6 @@ struct {
 } counts SEC(".maps");
 
 struct echo_event _echo_event = {}; /* a global of the type puts it in the skeleton */
-
-/* The batch timer's callback (echo.h): send this CPU's waiting reports. */
-static int flush_batch(void *map, __u32 *cpu, struct echo_batch *b) {
-    __u32 zero = 0;
-    struct pingpong_counts *n = bpf_map_lookup_elem(&counts, &zero);
-    if (n) /* the timer fires on the batch's own CPU: these are its counters */
-        batch_timer_fired(&events, b, &n->lost);
-    return 0;
-}
 
 SEC("xdp")
 int xdp_pingpong(struct xdp_md *ctx) {
@@ -80,8 +61,7 @@ int xdp_pingpong(struct xdp_md *ctx) {
         return XDP_PASS;
     }
     if (report_pings) /* before the rewrite: the report reads the request */
-        report_echo(&batches, flush_batch, &events, &n->lost, ctx->ingress_ifindex, &p,
-                    ECHO_ANSWERED);
+        report_echo(&events, &n->lost, ctx->ingress_ifindex, &p, ECHO_ANSWERED);
 
     swap_bytes(p.eth->h_source, p.eth->h_dest, ETH_ALEN);
     if (p.ip && p.icmp) {

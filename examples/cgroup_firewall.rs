@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ebpf_workshop::cgroup::{self, Cgroup};
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{endpoint, ip, Clock, Table};
 use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs};
@@ -66,10 +67,7 @@ struct Args {
     /// Drop TCP and UDP packets to this port (with --ingress: from it). Repeatable.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     deny_port: Vec<u16>,
-    /// Check the packets the cgroup's processes send (the default).
-    #[arg(long, conflicts_with = "ingress")]
-    egress: bool,
-    /// Check the packets they receive instead.
+    /// Check the packets the cgroup's processes receive, not those they send.
     #[arg(long)]
     ingress: bool,
     /// Start the command after `--` inside the cgroup, and stop when it exits.
@@ -83,16 +81,15 @@ struct Args {
     cleanup: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     if args.cleanup {
-        return cgroup::cleanup(&args.cgroup);
+        return Ok(cgroup::cleanup(&args.cgroup)?);
     }
-    anyhow::ensure!(
-        !args.deny.is_empty() || !args.deny_port.is_empty(),
-        "nothing to deny: add --deny ADDR[/PREFIX] or --deny-port N"
-    );
+    if args.deny.is_empty() && args.deny_port.is_empty() {
+        Err(anyhow::anyhow!("nothing to deny: add --deny ADDR[/PREFIX] or --deny-port N"))?;
+    }
     let code = run(&args)?; // everything is detached and removed when run() returns
     std::process::exit(code)
 }
@@ -102,9 +99,8 @@ fn run(args: &Args) -> Result<i32> {
     // The cgroup first: bad input is refused before anything is loaded.
     let cgroup = Cgroup::open_or_create(&args.cgroup)?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -179,7 +175,7 @@ fn run(args: &Args) -> Result<i32> {
         }
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {} // reports handled, or interrupted by Ctrl-C
         }

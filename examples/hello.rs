@@ -7,30 +7,26 @@
 //!
 //! Hook: a kprobe on the execve syscall (`SEC("ksyscall/execve")`); on kernels
 //! without kprobes, the `syscalls:sys_enter_execve` tracepoint. One line says which.
-//!
-//! Try it: `cargo run --example hello`, then run any command in another terminal.
-//! Add `--printk` to see the talk's trace_pipe output too.
+//! Try it: `cargo run --example hello -- --printk`, then run any command elsewhere.
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON), a kernel with BTF, ring buffers (5.8+).
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read};
 use std::mem::MaybeUninit;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{c_str, Clock, Table};
 use ebpf_workshop::kprobe_fallback::{attach_with_fallback, AttachMode, Hook};
 use ebpf_workshop::maps::per_cpu_sum;
-use ebpf_workshop::preflight::{self, Needs, TRACEFS};
+use ebpf_workshop::preflight::{self, Needs};
+use ebpf_workshop::trace_pipe;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, RingBufferBuilder};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 // The skeleton that build.rs generated from bpf/hello.bpf.c: the programs, their
 // maps, and Rust twins of the C types they share with us (bpf/hello.h).
@@ -44,16 +40,11 @@ use skel::HelloSkelBuilder;
 unsafe impl plain::Plain for exec_event {}
 unsafe impl plain::Plain for exec_counts {}
 
-/// The longest an event waits in the ring buffer: the program does not wake us
-/// for every exec (see bpf/include/wakeup.h), so we look at least this often.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-
 /// Say "I'm alive!" from the kernel on every execve, and show who ran what.
 #[derive(Parser)]
 #[command(after_help = "Example: cargo run --example hello -- --printk")]
 struct Args {
-    /// Which hook to use: the talk's kprobe, or the tracepoint that works without
-    /// kprobes.
+    /// The talk's kprobe, or the tracepoint that works without kprobes.
     #[arg(long, value_enum, default_value = "auto")]
     attach: AttachMode,
     /// Also print the bpf_printk lines ("I'm alive!") from the kernel trace pipe.
@@ -61,16 +52,15 @@ struct Args {
     printk: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
 
     // Before anything runs, so that only this run's lines are shown.
-    let printk = args.printk.then(open_trace_pipe).transpose()?;
+    let printk = args.printk.then(trace_pipe::open).transpose()?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -96,7 +86,7 @@ fn main() -> Result<()> {
     )?;
 
     if let Some(pipe) = printk {
-        stream_printk(pipe);
+        trace_pipe::print_lines_with(pipe, "I'm alive!"); // bpf_printk's, as "printk: ..."
     }
 
     // The ring buffer: one callback per event, with the record's bytes.
@@ -123,8 +113,8 @@ fn main() -> Result<()> {
                 c_str(&e.filename),
             ]);
         }
-        // Checked between records, so a stream of events cannot hold off Ctrl-C:
-        // a negative return ends this round of reading (as -EINTR).
+        // A negative return ends this round of reading (as -EINTR): checked
+        // between records, so that a stream of events cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
             -nix::libc::EINTR
         } else {
@@ -133,19 +123,18 @@ fn main() -> Result<()> {
     })?;
     let ring = builder.build().context("setting up the ring buffer")?;
 
-    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
-    // passes; consume() then reads what came without a wake-up.
+    // poll() sleeps until the program wakes us or 100 ms pass: it does not wake us
+    // for each record (bpf/include/wakeup.h), so consume() reads what came anyway.
     while !stop.load(Ordering::SeqCst) {
-        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+        match ring.poll(Duration::from_millis(100)).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {} // events handled, or interrupted by Ctrl-C
         }
     }
 
-    // Detach, so that nothing new arrives, then read what is still in the ring:
-    // one record per call, now that `stop` is set.
+    // Detach, so that nothing new arrives; read what is left (a record a call).
     drop(attached);
     while ring.consume_raw() == -nix::libc::EINTR {}
 
@@ -156,31 +145,4 @@ fn main() -> Result<()> {
         eprintln!("(the ring buffer was full: we read too slowly; see bpf/hello.bpf.c)");
     }
     Ok(())
-}
-
-/// Open the kernel's trace pipe, and first throw away what is already in it (lines
-/// from earlier runs), so that we show only this run's. It is a pipe shared by
-/// every bpf_printk on the system, and reading consumes it.
-fn open_trace_pipe() -> Result<File> {
-    let path = format!("{TRACEFS}/trace_pipe");
-    let mut pipe = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(&path)
-        .with_context(|| format!("opening {path} for --printk"))?;
-    let mut old = vec![0u8; 1 << 16];
-    while matches!(pipe.read(&mut old), Ok(n) if n > 0) {}
-    fcntl(&pipe, FcntlArg::F_SETFL(OFlag::empty())).context("making the trace pipe blocking")?;
-    Ok(pipe)
-}
-
-/// Copy the "I'm alive!" lines from the trace pipe to our stdout, in the background.
-fn stream_printk(pipe: File) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if line.contains("I'm alive!") {
-                println!("printk: {}", line.trim());
-            }
-        }
-    });
 }

@@ -17,19 +17,18 @@
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF.
 
 use std::mem::MaybeUninit;
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{c_str, Table};
-use ebpf_workshop::iface::interface;
 use ebpf_workshop::libbpf_output::muted;
 use ebpf_workshop::maps::per_cpu_sum;
-use ebpf_workshop::netns::{in_namespace, namespaces_with_interface, NETNS_DIR};
+use ebpf_workshop::netns::filter_ids;
 use ebpf_workshop::preflight::{self, Needs};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
@@ -60,14 +59,13 @@ struct Args {
     command: Vec<String>,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
-    let (netns_inode, ifindex) = filters(&args)?;
+    let (netns_inode, ifindex) = filter_ids(args.netns.as_deref(), args.iface.as_deref())?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -81,22 +79,14 @@ fn main() -> Result<()> {
     let names: Vec<String> = rodata.event_names.iter().map(|n| c_str(n)).collect();
     let skel = open.load().context("loading the BPF programs into the kernel")?;
 
-    // Attach program on_<event> to each tracepoint net:<event> this kernel has.
+    // Attach each program, on_<event>, to the tracepoint net:<event>, if this
+    // kernel has it.
     let mut links = Vec::new();
-    for name in &names {
-        let prog_name = format!("on_{name}");
-        let prog = skel
-            .object()
-            .progs_mut()
-            .find(|p| p.name().to_str() == Some(&prog_name))
-            .with_context(|| {
-                format!(
-                    "the BPF object has no program {prog_name}: rebuild (`cargo build --examples`)"
-                )
-            })?;
-        match muted(|| prog.attach_raw_tracepoint(name)) {
+    for prog in skel.object().progs_mut() {
+        let event = prog.name().to_string_lossy().trim_start_matches("on_").to_string();
+        match muted(|| prog.attach_raw_tracepoint(&event)) {
             Ok(link) => links.push(link),
-            Err(_) => eprintln!("note: this kernel has no tracepoint net:{name}; not counted"),
+            Err(_) => eprintln!("note: this kernel has no tracepoint net:{event}; not counted"),
         }
     }
     let scope = match (&args.netns, &args.iface) {
@@ -111,9 +101,11 @@ fn main() -> Result<()> {
         (0..names.len() as u32).map(|i| per_cpu_sum(&skel.maps.counts, i).unwrap_or(0)).collect()
     };
     let mut child = match args.command.split_first() {
-        Some((program, rest)) => Some(Command::new(program).args(rest).spawn().map_err(|e| {
-            anyhow::anyhow!("cannot run `{program}`: {e} (is it installed, and on PATH?)")
-        })?),
+        Some((program, rest)) => {
+            Some(Command::new(program).args(rest).spawn().map_err(|e| {
+                anyhow!("cannot run `{program}`: {e} (is it installed, and on PATH?)")
+            })?)
+        }
         None => None,
     };
     let columns = [("EVENT", 30), ("COUNT", 0)];
@@ -147,48 +139,9 @@ fn main() -> Result<()> {
     table.row(&["all", &counts.iter().sum::<u64>().to_string()]);
     if let Some(s) = status.filter(|s| !s.success()) {
         match s.code() {
-            Some(code) => bail!("the command failed (exit code {code})"),
-            None => bail!("the command was killed ({s})"),
+            Some(code) => Err(anyhow!("the command failed (exit code {code})"))?,
+            None => Err(anyhow!("the command was killed ({s})"))?,
         }
     }
     Ok(())
-}
-
-/// The namespace inode and ifindex that the BPF side filters on (0 = no filter).
-fn filters(args: &Args) -> Result<(u32, u32)> {
-    let netns_file = match &args.netns {
-        Some(ns) => format!("{NETNS_DIR}/{ns}"),
-        None if args.iface.is_some() => "/proc/self/ns/net".to_string(), // this namespace
-        None => return Ok((0, 0)),
-    };
-    let inode = std::fs::metadata(&netns_file)
-        .with_context(|| {
-            format!(
-                "network namespace {} not found: `ip netns` lists them",
-                args.netns.as_deref().unwrap_or("")
-            )
-        })?
-        .ino() as u32;
-    let ifindex = match (&args.iface, &args.netns) {
-        (None, _) => 0,
-        (Some(i), None) => {
-            // An interface of another namespace: say how to name both.
-            let here = nix::net::if_::if_nametoindex(i.as_str()).is_ok();
-            let elsewhere = namespaces_with_interface(i);
-            match elsewhere.as_slice() {
-                [ns] if !here => {
-                    bail!("interface {i} is in network namespace {ns}: add `--netns {ns} --iface {i}`")
-                }
-                [_, _, ..] if !here => bail!(
-                    "interface {i} is in the network namespaces {}: add `--netns NAME --iface {i}` \
-                     with one of them",
-                    elsewhere.join(", ")
-                ),
-                _ => {}
-            }
-            interface(i)?.index
-        }
-        (Some(i), Some(ns)) => in_namespace(ns, || interface(i))??.index,
-    };
-    Ok((inode, ifindex))
 }

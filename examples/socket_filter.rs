@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{ip, tcp_summary, Clock, Table};
 use ebpf_workshop::iface::interface;
-use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::packet_socket::PacketSocket;
 use ebpf_workshop::preflight::{self, Needs};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -47,9 +48,7 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Show the TCP packets on an interface through a BPF socket filter.
 #[derive(Parser)]
-#[command(
-    after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/socket_filter veth-server"
-)]
+#[command(after_help = "Example: sudo target/debug/examples/socket_filter eth0")]
 struct Args {
     /// Interface to watch (`ip link` lists them).
     iface: String,
@@ -58,14 +57,13 @@ struct Args {
     quiet: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::PacketSocket)?;
     let iface = interface(&args.iface)?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -76,11 +74,6 @@ fn main() -> Result<()> {
         SocketFilterSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
     rodata.report_pings = !args.quiet;
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
-    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
-    rodata.batch_reports = !preflight::realtime_kernel();
-    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
-    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the socket filter into the kernel")?;
 
     // attach: a socket filter belongs to one socket (SO_ATTACH_BPF); closing the
@@ -102,18 +95,16 @@ fn main() -> Result<()> {
     });
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
-            if let (Ok(e), Some(table)) = (plain::from_bytes::<echo_event>(report), &table) {
-                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-                let details = format!("id {} seq {}", e.id, e.seq);
-                table.row(&[
-                    clock.at(e.ts_ns),
-                    "ping".into(),
-                    src.to_string(),
-                    dst.to_string(),
-                    details,
-                ]);
-            }
+        if let (Ok(e), Some(table)) = (plain::from_bytes::<echo_event>(data), &table) {
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            let details = format!("id {} seq {}", e.id, e.seq);
+            table.row(&[
+                clock.at(e.ts_ns),
+                "ping".into(),
+                src.to_string(),
+                dst.to_string(),
+                details,
+            ]);
         }
         // Checked between records, so a flood of reports cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
@@ -128,7 +119,7 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {}
         }
@@ -148,8 +139,6 @@ fn main() -> Result<()> {
     }
     drop(socket); // detaches the filter
 
-    // Reports still in a batch reach the ring when its timer fires (20 ms).
-    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: filter_counts = per_cpu_sum(&skel.maps.counts, 0)?;

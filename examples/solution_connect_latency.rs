@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
 use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::preflight::{self, Needs};
@@ -51,13 +52,12 @@ struct Args {
     pid: Option<u32>,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -119,7 +119,7 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {}
         }

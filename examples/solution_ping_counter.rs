@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{ip, Clock, Table};
-use ebpf_workshop::iface::{guard_default_route, interface};
+use ebpf_workshop::iface::interface;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::xdp;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -50,22 +51,15 @@ struct Args {
     /// Replace an XDP program already attached to the interface.
     #[arg(long)]
     replace: bool,
-    /// With --replace: run even on the interface that carries the default route.
-    #[arg(long)]
-    force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
-    if args.replace {
-        guard_default_route(&iface, args.force, "remove the XDP program there")?;
-    }
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -78,7 +72,7 @@ fn main() -> Result<()> {
     let skel = open.load().context("loading the XDP program into the kernel")?;
     // One interface runs one XDP program: refuse (or, with --replace, remove)
     // one that is there already, now that ours has loaded.
-    xdp::make_room(&iface, args.replace)?;
+    xdp::ensure_free(&iface, args.replace)?;
     let _link = skel
         .progs
         .xdp_ping_counter

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::ip;
-use ebpf_workshop::iface::{guard_default_route, interface, ipv4_addresses};
-use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
+use ebpf_workshop::iface::{interface, ipv4_addresses, note_default_route};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::xdp;
@@ -62,16 +63,13 @@ struct Args {
     /// Replace an XDP program already attached to the interface.
     #[arg(long)]
     replace: bool,
-    /// Run even on the interface that carries the default route.
-    #[arg(long)]
-    force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
-    guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
+    note_default_route(&iface, "answers pings for that address there in place of the kernel");
     if !ipv4_addresses(&iface.name).contains(&args.only) {
         eprintln!(
             "note: {} is not an address of {}: nobody will send pings for it there \
@@ -80,9 +78,8 @@ fn main() -> Result<()> {
         );
     }
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -96,15 +93,10 @@ fn main() -> Result<()> {
     // the program can compare with iphdr.daddr without bpf_ntohl().
     let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
     rodata.only_addr = u32::from_ne_bytes(args.only.octets());
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
-    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
-    rodata.batch_reports = !preflight::realtime_kernel();
-    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
-    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
     let skel = open.load().context("loading the XDP program into the kernel")?;
     // One interface runs one XDP program: refuse (or, with --replace, remove)
     // one that is there already, now that ours has loaded.
-    xdp::make_room(&iface, args.replace)?;
+    xdp::ensure_free(&iface, args.replace)?;
     let link = skel
         .progs
         .xdp_pingpong_one
@@ -120,11 +112,9 @@ fn main() -> Result<()> {
     let pings = PingTable::new(true);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
-            if let Ok(e) = plain::from_bytes::<echo_event>(report) {
-                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-                pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
-            }
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(e.ts_ns, "answered", src, dst, e.id, e.seq);
         }
         // Checked between records, so a stream of events cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
@@ -137,15 +127,13 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {}
         }
     }
     drop(link); // detach, then read what is left
 
-    // Reports still in a batch reach the ring when its timer fires (20 ms).
-    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     let n: pingpong_counts = per_cpu_sum(&skel.maps.counts, 0)?;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{endpoint, ip_version, tcp_flags, Clock, Table};
 use ebpf_workshop::iface::{guard_default_route, interface};
 use ebpf_workshop::maps::per_cpu_sum;
@@ -44,9 +45,6 @@ unsafe impl plain::Plain for drop_event {}
 
 /// How often we read the ring buffer when the program has not woken us.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// SSH: dropping it on the interface you are logged in through locks you out.
-const SSH_PORT: u16 = 22;
 
 /// Drop incoming TCP to one destination port at TC ingress and report each drop.
 #[derive(Parser)]
@@ -68,25 +66,24 @@ struct Args {
     /// Attach even when other TC ingress programs are there (ours runs after them).
     #[arg(long)]
     stack: bool,
-    /// Run even on the interface that carries the default route (with --port 22).
+    /// Run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     if args.cleanup {
-        return tc::cleanup(&iface);
+        return Ok(tc::cleanup(&iface)?);
     }
-    if args.port == SSH_PORT {
-        guard_default_route(&iface, args.force, "drop incoming SSH")?;
-    }
+    // Any port: the one your SSH (or other) connection uses may be the one dropped.
+    let doing = format!("drop incoming TCP to port {}", args.port);
+    guard_default_route(&iface, args.force, &doing)?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -133,7 +130,7 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {}
         }

@@ -6,12 +6,9 @@
 //! `tc_drop`: nothing gets through.
 //!
 //! Hook: TC ingress (`SEC("tc")`), through a TCX link on Linux 6.6+ (gone when the
-//! process is), or a clsact qdisc + netlink filter on older kernels (removed on
-//! exit; `--cleanup` removes what a killed run left).
-//!
-//! Try it in the lab (`make lab`):
-//! `sudo ip netns exec ebpfws-server target/debug/examples/tc veth-server`, then ping
-//! 10.77.0.2 from the client: no answer, while TCP still works.
+//! process is), or a clsact qdisc + netlink filter before (removed on exit;
+//! `--cleanup` removes what a killed run left). Try it: `cargo run --example tc --
+//! eth0`, then ping this machine: no answer, while TCP still works.
 //!
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF; TCX needs Linux 6.6.
 
@@ -22,9 +19,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::ip;
-use ebpf_workshop::iface::{guard_default_route, interface};
-use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
+use ebpf_workshop::iface::{guard_default_route, interface, note_default_route};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::tc::{self, TcApi};
@@ -43,20 +41,13 @@ use skel::TcSkelBuilder;
 unsafe impl plain::Plain for echo_event {}
 unsafe impl plain::Plain for tc_counts {}
 
-/// The longest a report waits in the ring buffer: the program does not wake us
-/// for every ping (see bpf/include/wakeup.h), so we look at least this often.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-
 /// Drop pings (or everything) at TC ingress and report each dropped ping.
 #[derive(Parser)]
-#[command(
-    after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/tc veth-server"
-)]
+#[command(after_help = "Example: sudo target/debug/examples/tc eth0")]
 struct Args {
     /// Interface whose incoming packets to filter (`ip link` lists them).
     iface: String,
-    /// Drop every incoming packet, not just pings (the talk's tc_drop). Careful on
-    /// the interface you are logged in through.
+    /// Drop every incoming packet, not just pings (the talk's tc_drop).
     #[arg(long)]
     drop_all: bool,
     /// No report per ping, only the counters (the program skips the reports).
@@ -72,24 +63,26 @@ struct Args {
     /// Attach even when other TC ingress programs are there (ours runs after them).
     #[arg(long)]
     stack: bool,
-    /// Run even on the interface that carries the default route.
+    /// With --drop-all: run even on the interface that carries the default route.
     #[arg(long)]
     force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     if args.cleanup {
-        return tc::cleanup(&iface);
+        return Ok(tc::cleanup(&iface)?);
     }
-    let doing = if args.drop_all { "drop every incoming packet" } else { "drop pings" };
-    guard_default_route(&iface, args.force, doing)?;
+    if args.drop_all {
+        guard_default_route(&iface, args.force, "drop every incoming packet")?;
+    } else {
+        note_default_route(&iface, "drops incoming pings there; everything else passes");
+    }
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -101,11 +94,6 @@ fn main() -> Result<()> {
     let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
     rodata.drop_all = args.drop_all;
     rodata.report_pings = !args.quiet;
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
-    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
-    rodata.batch_reports = !preflight::realtime_kernel();
-    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
-    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
 
     // load: the maps are created and the verifier checks the program.
     let skel = open.load().context("loading the TC program into the kernel")?;
@@ -119,20 +107,16 @@ fn main() -> Result<()> {
         attached.describe()
     );
 
-    // The ring buffer: one callback per record, with its bytes: a batch of
-    // reports from one CPU, in the order they were made there.
+    // The ring buffer: one callback per record, with its bytes: one report.
     let pings = PingTable::new(!args.quiet);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
-            if let Ok(e) = plain::from_bytes::<echo_event>(report) {
-                let action = "dropped";
-                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-                pings.row(e.ts_ns, action, src, dst, e.id, e.seq);
-            }
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(e.ts_ns, "dropped", src, dst, e.id, e.seq);
         }
-        // Checked between records, so a flood of reports cannot hold off Ctrl-C:
-        // a negative return ends this round of reading (as -EINTR).
+        // A negative return ends this round of reading (as -EINTR): checked
+        // between records, so that a flood of reports cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
             -nix::libc::EINTR
         } else {
@@ -141,22 +125,19 @@ fn main() -> Result<()> {
     })?;
     let ring = builder.build().context("setting up the ring buffer")?;
 
-    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
-    // passes; consume() then reads what came without a wake-up.
+    // poll() sleeps until the program wakes us or 100 ms pass: it does not wake us
+    // for each record (bpf/include/wakeup.h), so consume() reads what came anyway.
     while !stop.load(Ordering::SeqCst) {
-        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+        match ring.poll(Duration::from_millis(100)).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {} // reports handled, or interrupted by Ctrl-C
         }
     }
 
-    // Detach, so that nothing new arrives, then read what is still in the ring:
-    // one record per call, now that `stop` is set.
+    // Detach, so that nothing new arrives; read what is left (a record a call).
     drop(attached);
-    // Reports still in a batch reach the ring when its timer fires (20 ms).
-    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     // The summary, from the program's per-CPU counters.

@@ -7,9 +7,7 @@
 //! needs no XDP program on a veth peer.
 //!
 //! Hook: TC ingress (`SEC("tc")`), TCX link on Linux 6.6+, netlink clsact before.
-//!
-//! Try it in the lab (`make lab` prints the commands): run it on `veth-server`,
-//! switch the server kernel's echo replies off, ping from the client.
+//! Try it: `cargo run --example tc_pingpong -- eth0` and ping this machine.
 //!
 //! Needs: root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), BTF.
 
@@ -20,9 +18,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::ip;
-use ebpf_workshop::iface::{guard_default_route, interface};
-use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
+use ebpf_workshop::iface::{interface, note_default_route};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::tc::{self, TcApi};
@@ -41,15 +40,9 @@ use skel::TcPingpongSkelBuilder;
 unsafe impl plain::Plain for echo_event {}
 unsafe impl plain::Plain for pingpong_counts {}
 
-/// The longest a report waits in the ring buffer: the program does not wake us
-/// for every ping (see bpf/include/wakeup.h), so we look at least this often.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-
 /// Answer pings at TC ingress with bpf_clone_redirect.
 #[derive(Parser)]
-#[command(
-    after_help = "Example: sudo ip netns exec ebpfws-server target/debug/examples/tc_pingpong veth-server"
-)]
+#[command(after_help = "Example: sudo target/debug/examples/tc_pingpong eth0")]
 struct Args {
     /// Interface to answer pings on (`ip link` lists them).
     iface: String,
@@ -66,23 +59,19 @@ struct Args {
     /// Attach even when other TC ingress programs are there (ours runs after them).
     #[arg(long)]
     stack: bool,
-    /// Run even on the interface that carries the default route.
-    #[arg(long)]
-    force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     if args.cleanup {
-        return tc::cleanup(&iface);
+        return Ok(tc::cleanup(&iface)?);
     }
-    guard_default_route(&iface, args.force, "answer pings in place of the kernel")?;
+    note_default_route(&iface, "answers pings there in place of the kernel");
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -94,11 +83,6 @@ fn main() -> Result<()> {
         TcPingpongSkelBuilder::default().open(&mut storage).context("opening the BPF object")?;
     let rodata = open.maps.rodata_data.as_mut().context("no read-only data")?;
     rodata.report_pings = !args.quiet;
-    // Reports wait in a batch per CPU (bpf/include/echo.h): one map entry each;
-    // on a PREEMPT_RT kernel no batches at all: each report is sent at once.
-    rodata.batch_reports = !preflight::realtime_kernel();
-    let cpus = libbpf_rs::num_possible_cpus().context("counting CPUs")?;
-    open.maps.batches.set_max_entries(cpus as u32).context("sizing the batches")?;
 
     // load: the maps are created and the verifier checks the program.
     let skel = open.load().context("loading the TC program into the kernel")?;
@@ -112,23 +96,25 @@ fn main() -> Result<()> {
         attached.describe()
     );
 
-    // The ring buffer: one callback per record, with its bytes: a batch of
-    // reports from one CPU, in the order they were made there.
+    // The ring buffer: one callback per record, with its bytes: one report.
     let pings = PingTable::new(!args.quiet);
     let mut builder = RingBufferBuilder::new();
     builder.add(&skel.maps.events, |data: &[u8]| {
-        for report in data.chunks_exact(std::mem::size_of::<echo_event>()) {
-            if let Ok(e) = plain::from_bytes::<echo_event>(report) {
-                let action = match e.action {
-                    echo_action::ECHO_ANSWERED => "answered",
-                    _ => "dropped", // the answer could not be sent
-                };
-                let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
-                pings.row(e.ts_ns, action, src, dst, e.id, e.seq);
-            }
+        if let Ok(e) = plain::from_bytes::<echo_event>(data) {
+            // Dropped: the answer could not be sent.
+            let answered = e.action == echo_action::ECHO_ANSWERED;
+            let (src, dst) = (ip(e.family, &e.saddr), ip(e.family, &e.daddr));
+            pings.row(
+                e.ts_ns,
+                if answered { "answered" } else { "dropped" },
+                src,
+                dst,
+                e.id,
+                e.seq,
+            );
         }
-        // Checked between records, so a flood of reports cannot hold off Ctrl-C:
-        // a negative return ends this round of reading (as -EINTR).
+        // A negative return ends this round of reading (as -EINTR): checked
+        // between records, so that a flood of reports cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
             -nix::libc::EINTR
         } else {
@@ -137,22 +123,19 @@ fn main() -> Result<()> {
     })?;
     let ring = builder.build().context("setting up the ring buffer")?;
 
-    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
-    // passes; consume() then reads what came without a wake-up.
+    // poll() sleeps until the program wakes us or 100 ms pass: it does not wake us
+    // for each record (bpf/include/wakeup.h), so consume() reads what came anyway.
     while !stop.load(Ordering::SeqCst) {
-        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+        match ring.poll(Duration::from_millis(100)).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {} // reports handled, or interrupted by Ctrl-C
         }
     }
 
-    // Detach, so that nothing new arrives, then read what is still in the ring:
-    // one record per call, now that `stop` is set.
+    // Detach, so that nothing new arrives; read what is left (a record a call).
     drop(attached);
-    // Reports still in a batch reach the ring when its timer fires (20 ms).
-    wait_for_batches(&skel.maps.batches)?;
     while ring.consume_raw() == -nix::libc::EINTR {}
 
     // The summary, from the program's per-CPU counters.

@@ -3,11 +3,9 @@
 //! Reports every outgoing TCP connection (IPv4 and IPv6): the process that called
 //! `connect()`, its source address and port, the destination, and the result.
 //!
-//! Hook: kprobes on `tcp_v4_connect()` / `tcp_v6_connect()` plus kretprobes for the
-//! return value, as in the talk; on kernels without kprobes, the
-//! `sock:inet_sock_set_state` tracepoint (the handshake's start and end).
-//! `--pid` and `--port` filter inside the kernel, so unwanted events cost nothing.
-//!
+//! Hook: kprobes on `tcp_v4_connect()` / `tcp_v6_connect()` and kretprobes for the
+//! result, as in the talk; without kprobes, the `sock:inet_sock_set_state`
+//! tracepoint. `--pid` and `--port` filter in the kernel: unwanted events cost nothing.
 //! Try it: `cargo run --example tcpconnect`, then `curl http://example.com` elsewhere.
 //!
 //! Needs: root (or CAP_BPF + CAP_PERFMON), BTF, ring buffers (5.8+).
@@ -19,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::{c_str, endpoint, errno_name, ip_version, Clock, Table};
 use ebpf_workshop::kprobe_fallback::{attach_with_fallback, AttachMode, Hook, HookKind};
 use ebpf_workshop::maps::per_cpu_sum;
@@ -38,16 +37,11 @@ use skel::TcpconnectSkelBuilder;
 unsafe impl plain::Plain for connect_event {}
 unsafe impl plain::Plain for connect_counts {}
 
-/// The longest an event waits in the ring buffer: the program does not wake us
-/// for every connection (see bpf/include/wakeup.h), so we look at least this often.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-
 /// Trace outgoing TCP connections: process, source, destination, result.
 #[derive(Parser)]
 #[command(after_help = "Example: cargo run --example tcpconnect -- --port 443")]
 struct Args {
-    /// Which hook to use: the talk's kprobes, or the tracepoint that works
-    /// without kprobes.
+    /// The talk's kprobes, or the tracepoint that works without them.
     #[arg(long, value_enum, default_value = "auto")]
     attach: AttachMode,
     /// Only connections made by this process id.
@@ -58,13 +52,12 @@ struct Args {
     port: Option<u16>,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Tracing)?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -77,7 +70,7 @@ fn main() -> Result<()> {
     rodata.target_pid = args.pid.unwrap_or(0);
     rodata.target_port = args.port.unwrap_or(0);
 
-    // load → attach.
+    // load → attach: the talk's kprobes if this kernel has kprobes, else the tracepoint.
     let skel = open.load().context("loading the BPF programs into the kernel")?;
     let progs = &skel.progs;
     let attached = attach_with_fallback(
@@ -97,13 +90,8 @@ fn main() -> Result<()> {
         }),
     )?;
     // What RESULT means depends on the hook: the kprobe sees the function's return
-    // (SYN sent or not), the tracepoint sees how the handshake ended.
-    let kind = attached.kind;
-    let result_name = |ret: i32| match (ret, kind) {
-        (0, HookKind::Kprobe) => "sent".to_string(),
-        (0, HookKind::Tracepoint) => "ok".to_string(),
-        (err, _) => errno_name(err), // e.g. ECONNREFUSED
-    };
+    // (SYN sent or not), the tracepoint how the handshake ended (an errno if not ok).
+    let ok = if attached.kind == HookKind::Kprobe { "sent" } else { "ok" };
 
     // The ring buffer: one callback per event, with the record's bytes.
     let clock = Clock::start();
@@ -126,11 +114,10 @@ fn main() -> Result<()> {
                 ip_version(e.family),
                 endpoint(e.family, &e.saddr, e.sport),
                 endpoint(e.family, &e.daddr, e.dport),
-                result_name(e.ret),
+                if e.ret == 0 { ok.to_string() } else { errno_name(e.ret) },
             ]);
         }
-        // Checked between records, so a stream of events cannot hold off Ctrl-C:
-        // a negative return ends this round of reading (as -EINTR).
+        // Checked between records, so that a stream of events cannot hold off Ctrl-C.
         if stop.load(Ordering::SeqCst) {
             -nix::libc::EINTR
         } else {
@@ -139,19 +126,18 @@ fn main() -> Result<()> {
     })?;
     let ring = builder.build().context("setting up the ring buffer")?;
 
-    // poll() sleeps until the program wakes us (a batch is waiting) or the timeout
-    // passes; consume() then reads what came without a wake-up.
+    // poll() sleeps until the program wakes us or 100 ms pass: it does not wake us
+    // for each record (bpf/include/wakeup.h), so consume() reads what came anyway.
     while !stop.load(Ordering::SeqCst) {
-        match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
+        match ring.poll(Duration::from_millis(100)).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {} // events handled, or interrupted by Ctrl-C
         }
     }
 
-    // Detach, so that nothing new arrives, then read what is still in the ring:
-    // one record per call, now that `stop` is set.
+    // Detach, so that nothing new arrives; read what is left (a record a call).
     drop(attached);
     while ring.consume_raw() == -nix::libc::EINTR {}
 

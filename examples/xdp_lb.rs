@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::Clock;
 use ebpf_workshop::iface::{guard_default_route, interface, ipv4_addresses};
 use ebpf_workshop::maps::per_cpu_sum;
@@ -83,26 +84,27 @@ struct Args {
     force: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "balance connections in place of the kernel")?;
     if args.backends.len() > max_backends() {
-        bail!("at most {} backends (MAX_BACKENDS in bpf/xdp_lb.h)", max_backends());
+        Err(anyhow!("at most {} backends (MAX_BACKENDS in bpf/xdp_lb.h)", max_backends()))?;
     }
     // The balancer's own address: the backends see it as their client, so their
     // replies come back here. The VIP must be ours too, to get the clients' frames.
     let (addrs, vip, name) = (ipv4_addresses(&iface.name), args.vip, &iface.name);
     if !addrs.contains(&vip) {
-        bail!("{vip} is not an address of {name}: add it (`ip addr add {vip}/32 dev {name}`)");
+        Err(anyhow!(
+            "{vip} is not an address of {name}: add it (`ip addr add {vip}/32 dev {name}`)"
+        ))?;
     }
     let own =
         addrs.into_iter().find(|&a| a != args.vip).context("no IPv4 address besides the VIP")?;
 
-    // Ctrl-C (or SIGTERM) only sets a flag: the loop below ends, and everything is
-    // detached on the way out. Set before anything is attached, so that no Ctrl-C
-    // can end the process with a program still attached.
+    // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
+    // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("Ctrl-C handler")?;
@@ -125,7 +127,7 @@ fn main() -> Result<()> {
 
     // One interface runs one XDP program: refuse (or, with --replace, remove)
     // one that is there already, now that ours has loaded.
-    xdp::make_room(&iface, args.replace)?;
+    xdp::ensure_free(&iface, args.replace)?;
     let link = skel
         .progs
         .xdp_lb
@@ -172,7 +174,7 @@ fn main() -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
-                return Err(e).context("reading the ring buffer")
+                Err(e).context("reading the ring buffer")?
             }
             _ => {}
         }

@@ -110,31 +110,45 @@ pub fn stacked_on(name: &str) -> Vec<String> {
     found
 }
 
-/// Refuse to `doing` (e.g. "drop every packet") on an interface that carries the
-/// default route, itself or through a device stacked on it (a bridge or bond it
-/// belongs to, a VLAN or macvlan on top of it), unless `force`: it is most likely
-/// how the user reaches this machine, and the example could cut them off.
-pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Result<()> {
-    if force {
-        return Ok(());
-    }
+/// The device that carries this namespace's default route through `iface`: the
+/// interface itself, or a device stacked on it (a bridge or bond it belongs to, a
+/// VLAN or macvlan on top of it). Most likely how the user reaches this machine.
+pub fn default_route_through(iface: &Interface) -> Option<String> {
     let routes = default_route_interfaces();
+    if routes.contains(&iface.name) {
+        return Some(iface.name.clone());
+    }
+    stacked_on(&iface.name).into_iter().find(|u| routes.contains(u))
+}
+
+/// Refuse to `doing` (e.g. "drop every incoming packet") where it could cut the
+/// user's own connection: on an interface that carries the default route, itself
+/// or through a device stacked on it, unless `force`.
+pub fn guard_default_route(iface: &Interface, force: bool, doing: &str) -> Result<()> {
     let name = &iface.name;
-    if routes.contains(name) {
-        bail!(
+    match default_route_through(iface) {
+        None => Ok(()),
+        _ if force => Ok(()),
+        Some(dev) if &dev == name => bail!(
             "{name} carries this machine's default route, probably your own connection to it: \
              this example would {doing} there. Try it in the lab (`make lab`), or add --force \
              if you are sure"
-        );
-    }
-    if let Some(upper) = stacked_on(name).into_iter().find(|u| routes.contains(u)) {
-        bail!(
-            "{upper} carries this machine's default route, and its packets pass through {name} \
-             ({upper} is stacked on it), probably your own connection: this example would \
+        ),
+        Some(dev) => bail!(
+            "{dev} carries this machine's default route, and its packets pass through {name} \
+             ({dev} is stacked on it), probably your own connection: this example would \
              {doing} there. Try it in the lab (`make lab`), or add --force if you are sure"
-        );
+        ),
     }
-    Ok(())
+}
+
+/// Say in one line what an example that cannot cut the connection will do on the
+/// interface that carries the default route (`doing`, e.g. "answers pings in place
+/// of the kernel"), so that nobody is surprised.
+pub fn note_default_route(iface: &Interface, doing: &str) {
+    if let Some(dev) = default_route_through(iface) {
+        eprintln!("note: {dev} carries this machine's default route: this example {doing}");
+    }
 }
 
 /// The IPv4 addresses of interface `name` in this network namespace.

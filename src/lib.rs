@@ -12,14 +12,17 @@
 //! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
 //! - [`cgroup`]: a cgroup v2 directory to attach to, created and removed; commands in it.
 //! - [`maps`]: add up the per-CPU copies of a counter map.
+//! - [`error`]: `main`'s errors as one sentence, never a backtrace.
 //! - [`neigh`]: the MAC address of a neighbour, from the kernel's ARP table.
 //! - [`pings`], [`format`]: rows and columns a person can scan.
-//! - [`netns`]: run code inside a named network namespace.
+//! - [`netns`]: run code inside a named network namespace; namespace and interface ids.
+//! - [`trace_pipe`]: the lines bpf_printk() writes, for hello --printk.
 //! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
 //!
 //! The lab, the tests' harness and `make bench` are in `dev/`, not here.
 
 pub mod cgroup;
+pub mod error;
 pub mod format;
 pub mod iface;
 pub mod kprobe_fallback;
@@ -31,4 +34,5 @@ pub mod packet_socket;
 pub mod pings;
 pub mod preflight;
 pub mod tc;
+pub mod trace_pipe;
 pub mod xdp;

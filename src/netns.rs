@@ -1,9 +1,11 @@
-//! Network namespaces: run code inside one, and find which one has an interface.
+//! Network namespaces: run code inside one, find which one has an interface, and
+//! name a namespace and interface the way tracepoint programs see them.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use nix::sched::{setns, CloneFlags};
 
 /// Where `ip netns add NAME` keeps its namespaces.
@@ -37,4 +39,43 @@ pub fn namespaces_with_interface(name: &str) -> Vec<String> {
             in_namespace(ns, || nix::net::if_::if_nametoindex(name).is_ok()).unwrap_or(false)
         })
         .collect()
+}
+
+/// What a program that counts per namespace or interface compares with (0 = no
+/// filter): the inode of network namespace `netns` (a name from `ip netns`, or
+/// this one when only `iface` is given), and the ifindex of `iface` in it. An
+/// interface that is in another namespace is named with the flags that reach it.
+pub fn filter_ids(netns: Option<&str>, iface: Option<&str>) -> Result<(u32, u32)> {
+    let netns_file = match netns {
+        Some(ns) => format!("{NETNS_DIR}/{ns}"),
+        None if iface.is_some() => "/proc/self/ns/net".to_string(), // this namespace
+        None => return Ok((0, 0)),
+    };
+    let inode = std::fs::metadata(&netns_file)
+        .with_context(|| {
+            format!("network namespace {} not found: `ip netns` lists them", netns.unwrap_or(""))
+        })?
+        .ino() as u32;
+    let ifindex = match (iface, netns) {
+        (None, _) => 0,
+        (Some(i), None) => {
+            // An interface of another namespace: say how to name both.
+            let here = nix::net::if_::if_nametoindex(i).is_ok();
+            let elsewhere = namespaces_with_interface(i);
+            match elsewhere.as_slice() {
+                [ns] if !here => {
+                    bail!("interface {i} is in network namespace {ns}: add `--netns {ns} --iface {i}`")
+                }
+                [_, _, ..] if !here => bail!(
+                    "interface {i} is in the network namespaces {}: add `--netns NAME --iface {i}` \
+                     with one of them",
+                    elsewhere.join(", ")
+                ),
+                _ => {}
+            }
+            crate::iface::interface(i)?.index
+        }
+        (Some(i), Some(ns)) => in_namespace(ns, || crate::iface::interface(i))??.index,
+    };
+    Ok((inode, ifindex))
 }

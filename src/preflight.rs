@@ -83,9 +83,23 @@ fn effective_caps() -> Result<u64> {
 }
 
 /// Whether this is a PREEMPT_RT kernel (/sys/kernel/realtime reads 1). There,
-/// from Linux 6.18 on, softirq work can be preempted on its CPU, so the packet
-/// examples send each ping report at once instead of in per-CPU batches
-/// (bpf/include/echo.h explains why the batches need a CPU to themselves).
+/// from Linux 6.18 on, softirq work can be preempted on its CPU, so
+/// xdp_pingpong_batched sends each ping report at once instead of in per-CPU
+/// batches (bpf/include/batch.h explains why the batches need a CPU to themselves).
 pub fn realtime_kernel() -> bool {
     fs::read_to_string("/sys/kernel/realtime").is_ok_and(|s| s.trim() == "1")
+}
+
+/// Whether XDP programs may use bpf_timer (Linux 5.15+), asked of the kernel itself
+/// (libbpf loads a tiny probe program): older kernels refuse a program with a timer
+/// callback with a message about BTF ("number of funcs in func_info").
+pub fn has_bpf_timer() -> bool {
+    let probe = crate::libbpf_output::muted(|| unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_XDP,
+            libbpf_sys::BPF_FUNC_timer_init,
+            std::ptr::null(),
+        )
+    });
+    probe == 1
 }

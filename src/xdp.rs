@@ -17,7 +17,7 @@ pub fn prog_id(ifindex: u32) -> Option<u32> {
 /// runs one XDP program. Refuse with its id and what to do, or with `replace`
 /// remove it (only a netlink attachment can be removed from outside; a bpf_link
 /// belongs to the process that holds it).
-pub fn make_room(iface: &Interface, replace: bool) -> Result<()> {
+pub fn ensure_free(iface: &Interface, replace: bool) -> Result<()> {
     let name = &iface.name;
     let Some(id) = prog_id(iface.index) else { return Ok(()) };
     if !replace {

@@ -118,7 +118,7 @@ fn reports_arrive_promptly_without_a_wakeup_per_packet() {
 /// ping is either shown or counted as lost, exactly.
 #[test]
 fn a_burst_that_fills_the_ring_reports_the_exact_loss() {
-    const BURST: u64 = 30_000; // the 1 MiB ring holds about 18,600 reports, in full batches
+    const BURST: u64 = 30_000; // the 1 MiB ring holds 16,384 reports
     let lab = lab();
     let (client, server) = (&lab.client, &lab.server);
     server.kernel_echo_reply(false).unwrap();

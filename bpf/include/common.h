@@ -5,7 +5,4 @@
 #define TASK_COMM_LEN 16 /* size of a task's command name, NUL included */
 #define AF_INET 2        /* address families, as in sk_family */
 #define AF_INET6 10
-#define ECONNABORTED 103  /* <errno.h>: a connection closed before it was set up */
-#define EBUSY 16          /* <errno.h>: bpf_timer_init() on a timer set up already */
-#define EINVAL 22         /* <errno.h>: e.g. bpf_timer_start() with a flag it lacks */
-#define CLOCK_MONOTONIC 1 /* <time.h>: the clock of a bpf_timer */
+#define ECONNABORTED 103 /* <errno.h>: a connection closed before it was set up */

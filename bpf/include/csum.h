@@ -15,7 +15,7 @@
  *
  * One corner: one's complement has two zeros. When the new words sum to zero the
  * update yields 0x0000, which is right unless every word is zero (then 0xFFFF is).
- * Only reading the whole message can tell; echo_answerable() in packet.h leaves
+ * Only reading the whole message can tell; echo_answerable() in reply.h leaves
  * that single case to the kernel.
  */
 #pragma once
@@ -37,15 +37,4 @@ static __always_inline void icmp_set_type(__u8 *type, __sum16 *csum, __u8 new_ty
     __u16 old_word = *(__u16 *)type;
     *type = new_type;
     csum_replace2(csum, old_word, *(__u16 *)type);
-}
-
-/* A 32-bit field (an IPv4 address) changed from `old` to `new`. The checksum is a
- * sum of 16-bit words, and a 32-bit field is two of them, so updating for each
- * half in turn is exactly one update for the whole field. As above, the halves
- * are taken as the field lies in the packet (no byte swapping): each half of the
- * loaded value is one packet word, whatever the CPU's byte order. Used for the
- * IPv4 header checksum and for TCP's, whose pseudo-header holds both addresses. */
-static __always_inline void csum_replace4(__sum16 *sum, __be32 old, __be32 new) {
-    csum_replace2(sum, (__u16)old, (__u16) new);
-    csum_replace2(sum, (__u16)(old >> 16), (__u16)(new >> 16));
 }

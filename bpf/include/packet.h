@@ -7,8 +7,7 @@
  *     if (c->pos + len > c->end) return NULL;
  *
  * Each parse_*() returns a pointer to its header (or NULL when the packet is too
- * short or is not what it claims to be) and moves the cursor past it.
- */
+ * short or is not what it claims to be) and moves the cursor past it. */
 #pragma once
 
 #include "vmlinux.h"
@@ -38,11 +37,6 @@ struct cursor {
     void *pos; /* next unread byte */
     void *end; /* one past the last byte (data_end) */
 };
-
-static __always_inline void cursor_init(struct cursor *c, void *data, void *data_end) {
-    c->pos = data;
-    c->end = data_end;
-}
 
 /* The one bounds check: hand out `len` bytes, or NULL if the packet is shorter. */
 static __always_inline void *cursor_take(struct cursor *c, __u32 len) {
@@ -85,38 +79,6 @@ static __always_inline struct iphdr *parse_ipv4(struct cursor *c) {
     return ip;
 }
 
-static __always_inline struct ipv6hdr *parse_ipv6(struct cursor *c) {
-    return cursor_take(c, sizeof(struct ipv6hdr));
-}
-
-static __always_inline struct icmphdr *parse_icmp(struct cursor *c) {
-    return cursor_take(c, sizeof(struct icmphdr));
-}
-
-static __always_inline struct icmp6hdr *parse_icmp6(struct cursor *c) {
-    return cursor_take(c, sizeof(struct icmp6hdr));
-}
-
-/* TCP, with its real header length (doff counts 32-bit words). */
-static __always_inline struct tcphdr *parse_tcp(struct cursor *c) {
-    struct tcphdr *tcp = c->pos;
-    if (!cursor_take(c, sizeof(*tcp)))
-        return NULL;
-    __u32 hdr_len = tcp->doff * 4; /* 20 to 60 bytes */
-    if (hdr_len < sizeof(*tcp))
-        return NULL;
-    __u32 options = (hdr_len - sizeof(*tcp)) & 0x3F; /* at most 40, as for IPv4 */
-    if (options && !cursor_take(c, options))
-        return NULL;
-    return tcp;
-}
-
-/* Frames for one host only: broadcast and multicast have the lowest bit of the
- * first destination byte set. A ping to them must not be answered by us. */
-static __always_inline bool eth_is_unicast(const struct ethhdr *eth) {
-    return !(eth->h_dest[0] & 1);
-}
-
 /* An IPv4 packet that is a fragment (first or later) carries only part of the
  * ICMP message: its checksum cannot be checked or fixed here. */
 static __always_inline bool ipv4_is_fragment(const struct iphdr *ip) {
@@ -140,7 +102,8 @@ struct packet {
 static __always_inline bool parse_packet(struct packet *p, void *data, void *data_end) {
     __be16 proto;
     __builtin_memset(p, 0, sizeof(*p));
-    cursor_init(&p->c, data, data_end);
+    p->c.pos = data;
+    p->c.end = data_end;
     p->eth = parse_eth(&p->c, &proto);
     if (!p->eth)
         return false;
@@ -150,7 +113,7 @@ static __always_inline bool parse_packet(struct packet *p, void *data, void *dat
             return false;
         p->l4proto = p->ip->protocol;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
-        p->ip6 = parse_ipv6(&p->c);
+        p->ip6 = cursor_take(&p->c, sizeof(struct ipv6hdr));
         if (!p->ip6)
             return false;
         p->l4proto = p->ip6->nexthdr;
@@ -163,48 +126,13 @@ static __always_inline bool parse_packet(struct packet *p, void *data, void *dat
 static __always_inline bool is_echo_request(struct packet *p) {
     if (p->ip && p->l4proto == IPPROTO_ICMP &&
         !(bpf_ntohs(p->ip->frag_off) & IP_OFFSET)) {
-        p->icmp = parse_icmp(&p->c);
+        p->icmp = cursor_take(&p->c, sizeof(struct icmphdr));
         return p->icmp && p->icmp->type == ICMP_ECHO && p->icmp->code == 0;
     }
     if (p->ip6 && p->l4proto == IPPROTO_ICMPV6) {
-        p->icmp6 = parse_icmp6(&p->c);
+        p->icmp6 = cursor_take(&p->c, sizeof(struct icmp6hdr));
         return p->icmp6 && p->icmp6->icmp6_type == ICMPV6_ECHO_REQUEST &&
                p->icmp6->icmp6_code == 0;
-    }
-    return false;
-}
-
-/* May a program answer this ping by rewriting it in place? Only when the frame was
- * sent to us alone (not broadcast or multicast), the whole packet is here, and it
- * is simple: no IPv4 options or fragments (the kernel handles those). */
-static __always_inline bool echo_answerable(const struct packet *p) {
-    if (!eth_is_unicast(p->eth))
-        return false;
-    if (p->ip) {
-        if (p->ip->ihl != IPV4_MIN_IHL || ipv4_is_fragment(p->ip))
-            return false;
-        /* One request cannot be answered by an incremental checksum update: with
-         * id 0, sequence 0 and checksum 0xF7FF the reply's words sum to zero, and
-         * only the payload tells whether its checksum must be 0x0000 or 0xFFFF
-         * (RFC 1624, section 3). The kernel answers that one. */
-        if (p->icmp && !p->icmp->un.echo.id && !p->icmp->un.echo.sequence &&
-            p->icmp->checksum == bpf_htons(0xF7FF))
-            return false;
-        /* The length must cover the headers we answer with, and the frame must hold
-         * what the length claims (a truncated frame does not). Compare it with the
-         * bytes present as integers, never as `ip + len <= end`: the length comes
-         * from the packet, and older verifiers (6.1) do not know that a byte-swapped
-         * __u16 is below 65536, so they refuse to add it to a packet pointer:
-         * "math between pkt pointer and register with unbounded min value". */
-        __u16 len = bpf_ntohs(p->ip->tot_len);
-        return len >= sizeof(struct iphdr) + sizeof(struct icmphdr) &&
-               len <= p->c.end - (void *)p->ip;
-    }
-    if (p->ip6) {
-        if (p->ip6->daddr.in6_u.u6_addr8[0] == 0xff) /* ff00::/8 is multicast */
-            return false;
-        __u16 len = bpf_ntohs(p->ip6->payload_len); /* what follows the fixed header */
-        return len >= sizeof(struct icmp6hdr) && len <= p->c.end - (void *)(p->ip6 + 1);
     }
     return false;
 }
@@ -225,12 +153,4 @@ static __always_inline __u16 packet_addrs(const struct packet *p, __u8 saddr[16]
         return AF_INET6;
     }
     return 0;
-}
-
-/* Swap two equally long byte ranges in place (MAC or IP addresses). */
-static __always_inline void swap_bytes(void *a, void *b, __u32 len) {
-    __u8 tmp[16];
-    __builtin_memcpy(tmp, a, len);
-    __builtin_memcpy(a, b, len);
-    __builtin_memcpy(b, tmp, len);
 }
