@@ -19,9 +19,7 @@
 //! - [`trace_pipe`]: the lines bpf_printk() writes, for hello --printk.
 //! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
 //!
-//! Not used by the examples (the lab, the tests and `make bench`):
-//! - [`lab`]: the two-namespace packet lab, and the four-host load-balancer lab.
-//! - [`frames`]: hand-built frames and their expected replies, for tests.
+//! The lab, the tests' harness and `make bench` are in `dev/`, not here.
 
 pub mod cgroup;
 pub mod error;
@@ -38,6 +36,3 @@ pub mod preflight;
 pub mod tc;
 pub mod trace_pipe;
 pub mod xdp;
-
-pub mod frames;
-pub mod lab;

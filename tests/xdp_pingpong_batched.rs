@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::frames::Ping;
+use ebpf_workshop_dev::frames::Ping;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 use nix::sys::signal::Signal;

@@ -1,6 +1,6 @@
 //! The XDP programs on hand-made frames with BPF_PROG_TEST_RUN: the real verifier
 //! and the real program in the kernel, no interface needed. Every expected reply is
-//! built by `ebpf_workshop::frames` with checksums computed from scratch.
+//! built by `ebpf_workshop_dev::frames` with checksums computed from scratch.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use common::skel::xdp::XdpSkelBuilder;
 use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use common::{test_run, TestRun};
-use ebpf_workshop::frames::*;
+use ebpf_workshop_dev::frames::*;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;
