@@ -61,7 +61,7 @@ fn main() -> Result<(), OneSentence> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     if args.drop_pings {
-        note_default_route(&iface, "drops pings there; everything else passes");
+        note_default_route(&iface, "drops pings there (attaching may pause the NIC briefly)");
     }
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on

@@ -67,7 +67,7 @@ fn main() -> Result<(), OneSentence> {
              xdp_pingpong sends a record per report and runs here"
         ))?;
     }
-    note_default_route(&iface, "answers pings there in place of the kernel");
+    note_default_route(&iface, "answers pings there (attaching may pause the NIC briefly)");
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
