@@ -12,6 +12,7 @@
 //! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
 //! - [`cgroup`]: a cgroup v2 directory to attach to, created and removed; commands in it.
 //! - [`maps`]: add up the per-CPU copies of a counter map.
+//! - [`batches`]: wait for xdp_pingpong_batched's report batches (the batching chapter).
 //! - [`error`]: `main`'s errors as one sentence, never a backtrace.
 //! - [`neigh`]: the MAC address of a neighbour, from the kernel's ARP table.
 //! - [`pings`], [`format`]: rows and columns a person can scan.
@@ -21,6 +22,7 @@
 //!
 //! The lab, the tests' harness and `make bench` are in `dev/`, not here.
 
+pub mod batches;
 pub mod cgroup;
 pub mod error;
 pub mod format;
