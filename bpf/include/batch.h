@@ -31,8 +31,8 @@
 #define EBUSY 16          /* bpf_timer_init() on a timer set up already */
 #define EINVAL 22         /* bpf_timer_start() with a flag this kernel lacks */
 #define CLOCK_MONOTONIC 1 /* the clock of a bpf_timer */
-#define BATCH_TIMER_CPU_PIN (1ULL << 1) /* BPF_F_TIMER_CPU_PIN: fire on this CPU (6.7)   \
-                                         */
+/* BPF_F_TIMER_CPU_PIN (Linux 6.7): the timer fires on the CPU that started it. */
+#define BATCH_TIMER_CPU_PIN (1ULL << 1)
 
 #define ECHO_BATCH 64                       /* reports per ring-buffer record */
 #define ECHO_FLUSH_NS (20ULL * 1000 * 1000) /* the longest a report waits: 20 ms */
