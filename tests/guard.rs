@@ -100,7 +100,7 @@ fn a_bridge_port_under_the_default_route_is_guarded() {
     // An interface outside the stack has no note, and --force is the way to mean it.
     let mut other = ns.run("tc", &["a1", "--drop-all"]);
     other.wait_attached();
-    assert!(!other.stop(Signal::SIGINT, Duration::from_secs(2)).stderr.contains("note:"));
+    assert!(!other.stop(Signal::SIGINT, Duration::from_secs(2)).stderr.contains("default route"));
     let mut forced = ns.run("tc", &["a0", "--drop-all", "--force"]);
     forced.wait_attached();
     let end = forced.stop(Signal::SIGINT, Duration::from_secs(2));

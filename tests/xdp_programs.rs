@@ -87,10 +87,11 @@ fn every_truncation_passes_unchanged() {
         let full = Ping::new(v6).request();
         for len in 0..full.len() {
             let cut = &full[..len];
-            if len < ETH_HLEN {
-                let refused =
-                    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut).is_err());
-                assert!(refused, "kernel accepted a {len}-byte XDP frame");
+            // Newer kernels refuse to test-run less than an Ethernet header; 5.10
+            // runs it, and then the program must pass it unchanged like the rest.
+            if len < ETH_HLEN
+                && PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut).is_err())
+            {
                 continue;
             }
             assert_passed_unchanged(cut, &format!("v6={v6} truncated to {len} bytes"));
