@@ -217,12 +217,8 @@ const COLUMNS: [(&str, usize); 8] = [
 
 /// One report as the table's cells; `rules` are the --deny rules, then the ports.
 fn row(clock: &Clock, e: &drop_event, rules: &[String]) -> Vec<String> {
-    // IP protocol numbers, as in <netinet/in.h>.
-    const IPPROTO_ICMP: u8 = 1;
-    const IPPROTO_TCP: u8 = 6;
-    const IPPROTO_UDP: u8 = 17;
-    const IPPROTO_ICMPV6: u8 = 58;
-    let (proto, ports) = match e.protocol {
+    use nix::libc::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+    let (proto, ports) = match i32::from(e.protocol) {
         IPPROTO_ICMP => ("icmp", false),
         IPPROTO_TCP => ("tcp", true),
         IPPROTO_UDP => ("udp", true),

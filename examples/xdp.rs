@@ -60,9 +60,8 @@ fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
-    if args.drop_pings {
-        note_default_route(&iface, "drops pings there; everything else passes");
-    }
+    let doing = if args.drop_pings { "drops pings there" } else { "watches packets there" };
+    note_default_route(&iface, &format!("{doing} (attaching may pause the NIC briefly)"));
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
     // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.

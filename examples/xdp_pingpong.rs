@@ -61,7 +61,7 @@ fn main() -> Result<(), OneSentence> {
     let args = Args::parse();
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
-    note_default_route(&iface, "answers pings there in place of the kernel");
+    note_default_route(&iface, "answers pings there (attaching may pause the NIC briefly)");
 
     // Ctrl-C (or SIGTERM) only sets a flag: the loop ends, and all is detached on
     // the way out. Set before attaching, so that no Ctrl-C leaves a program behind.

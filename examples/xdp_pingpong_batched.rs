@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
+use ebpf_workshop::batches::wait_for_batches;
 use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::ip;
 use ebpf_workshop::iface::{interface, note_default_route};
-use ebpf_workshop::maps::{per_cpu_sum, wait_for_batches};
+use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::pings::PingTable;
 use ebpf_workshop::preflight::{self, Needs};
 use ebpf_workshop::xdp;
@@ -67,7 +68,7 @@ fn main() -> Result<(), OneSentence> {
              xdp_pingpong sends a record per report and runs here"
         ))?;
     }
-    note_default_route(&iface, "answers pings there in place of the kernel");
+    note_default_route(&iface, "answers pings there (attaching may pause the NIC briefly)");
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

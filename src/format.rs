@@ -60,27 +60,25 @@ pub struct TcpSummary {
 /// Parse an Ethernet frame holding IPv4 or IPv6 TCP (one VLAN tag allowed), as a
 /// packet socket receives it.
 pub fn tcp_summary(frame: &[u8]) -> Option<TcpSummary> {
-    const ETH_P_IP: u16 = 0x0800;
-    const ETH_P_IPV6: u16 = 0x86DD;
-    const ETH_P_8021Q: u16 = 0x8100;
-    const IPPROTO_TCP: u8 = 6;
+    use nix::libc::{ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP};
     let be16 = |b: &[u8], at: usize| -> Option<u16> {
         Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
     };
     let mut l3 = 14;
     let mut ethertype = be16(frame, 12)?;
-    if ethertype == ETH_P_8021Q {
+    if i32::from(ethertype) == ETH_P_8021Q {
         ethertype = be16(frame, 16)?;
         l3 = 18;
     }
     let ip = frame.get(l3..)?;
-    let (src, dst, l4) = match ethertype {
-        ETH_P_IP if ip.len() >= 20 && ip[9] == IPPROTO_TCP => {
+    let tcp = |proto: u8| i32::from(proto) == IPPROTO_TCP;
+    let (src, dst, l4) = match i32::from(ethertype) {
+        ETH_P_IP if ip.len() >= 20 && tcp(ip[9]) => {
             let s: [u8; 4] = ip[12..16].try_into().ok()?;
             let d: [u8; 4] = ip[16..20].try_into().ok()?;
             (IpAddr::from(s), IpAddr::from(d), usize::from(ip[0] & 0xF) * 4)
         }
-        ETH_P_IPV6 if ip.len() >= 40 && ip[6] == IPPROTO_TCP => {
+        ETH_P_IPV6 if ip.len() >= 40 && tcp(ip[6]) => {
             let s: [u8; 16] = ip[8..24].try_into().ok()?;
             let d: [u8; 16] = ip[24..40].try_into().ok()?;
             (IpAddr::from(s), IpAddr::from(d), 40)

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use libbpf_rs::Link;
 
 use crate::libbpf_output::muted;
+use crate::preflight::TRACEFS;
 
 /// `--attach` for tracing examples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +64,7 @@ pub fn kprobes_missing() -> Option<&'static str> {
     // libbpf creates kprobes through the "kprobe" perf PMU (or kprobe_events in
     // tracefs on old kernels); a kernel without CONFIG_KPROBES has neither.
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    let legacy = Path::new("/sys/kernel/tracing/kprobe_events").exists();
+    let legacy = Path::new(TRACEFS).join("kprobe_events").exists();
     (!pmu && !legacy).then_some(
         "this kernel has no kprobes (CONFIG_KPROBES is off: \
          /sys/bus/event_source/devices/kprobe is missing)",

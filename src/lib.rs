@@ -12,6 +12,7 @@
 //! - [`packet_socket`]: a raw AF_PACKET socket with a BPF socket filter.
 //! - [`cgroup`]: a cgroup v2 directory to attach to, created and removed; commands in it.
 //! - [`maps`]: add up the per-CPU copies of a counter map.
+//! - [`batches`]: wait for xdp_pingpong_batched's report batches (the batching chapter).
 //! - [`error`]: `main`'s errors as one sentence, never a backtrace.
 //! - [`neigh`]: the MAC address of a neighbour, from the kernel's ARP table.
 //! - [`pings`], [`format`]: rows and columns a person can scan.
@@ -19,10 +20,9 @@
 //! - [`trace_pipe`]: the lines bpf_printk() writes, for hello --printk.
 //! - [`libbpf_output`]: mute libbpf for failures we expect and explain.
 //!
-//! Not used by the examples (the lab, the tests and `make bench`):
-//! - [`lab`]: the two-namespace packet lab, and the four-host load-balancer lab.
-//! - [`frames`]: hand-built frames and their expected replies, for tests.
+//! The lab, the tests' harness and `make bench` are in `dev/`, not here.
 
+pub mod batches;
 pub mod cgroup;
 pub mod error;
 pub mod format;
@@ -38,6 +38,3 @@ pub mod preflight;
 pub mod tc;
 pub mod trace_pipe;
 pub mod xdp;
-
-pub mod frames;
-pub mod lab;

@@ -73,9 +73,14 @@ pub fn filter_ids(netns: Option<&str>, iface: Option<&str>) -> Result<(u32, u32)
                 ),
                 _ => {}
             }
-            crate::iface::interface(i)?.index
+            nix::net::if_::if_nametoindex(i).with_context(|| {
+                format!("interface {i} not found: `ip link` lists the interfaces")
+            })?
         }
-        (Some(i), Some(ns)) => in_namespace(ns, || crate::iface::interface(i))??.index,
+        (Some(i), Some(ns)) => in_namespace(ns, || nix::net::if_::if_nametoindex(i))?
+            .with_context(|| {
+                format!("interface {i} is not in namespace {ns}: `ip -n {ns} link` lists its own")
+            })?,
     };
     Ok((inode, ifindex))
 }

@@ -8,9 +8,6 @@ use nix::libc;
 
 use crate::iface::Interface;
 
-/// `ETH_P_ALL` from `<linux/if_ether.h>`: every protocol.
-const ETH_P_ALL: u16 = 0x0003;
-
 pub struct PacketSocket {
     fd: OwnedFd,
 }
@@ -21,7 +18,7 @@ impl PacketSocket {
     /// Order matters: a socket bound before its filter is attached could queue
     /// unfiltered frames, so we create it listening to nothing (protocol 0), attach
     /// the filter, and only then bind it to the interface and every protocol.
-    pub fn open(iface: &Interface, prog: &libbpf_rs::ProgramMut) -> Result<Self> {
+    pub fn open(iface: &Interface, prog: &impl AsFd) -> Result<Self> {
         let raw = unsafe {
             libc::socket(
                 libc::AF_PACKET,
@@ -52,7 +49,7 @@ impl PacketSocket {
 
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ALL.to_be();
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be(); // every protocol
         addr.sll_ifindex = iface.index as i32;
         let rc = unsafe {
             libc::bind(

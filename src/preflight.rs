@@ -101,5 +101,6 @@ pub fn has_bpf_timer() -> bool {
             std::ptr::null(),
         )
     });
-    probe == 1
+    // 1: yes; 0: no; below 0: the probe itself failed (then let the load say why).
+    probe != 0
 }

@@ -195,7 +195,7 @@ fn prog_name(id: u32) -> String {
 
 /// A TCX ingress link: `bpf_link_create(prog, ifindex, BPF_TCX_INGRESS)`. The
 /// returned fd is the link: closing it detaches.
-fn tcx_link(prog: &libbpf_rs::ProgramMut, iface: &Interface) -> std::io::Result<OwnedFd> {
+pub fn tcx_link(prog: &impl AsFd, iface: &Interface) -> std::io::Result<OwnedFd> {
     let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of_val(&opts) as _;
     let fd = unsafe {

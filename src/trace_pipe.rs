@@ -21,7 +21,12 @@ pub fn open() -> Result<File> {
         .open(&path)
         .with_context(|| format!("opening {path}"))?;
     let mut old = vec![0u8; 1 << 16];
-    while matches!(pipe.read(&mut old), Ok(n) if n > 0) {}
+    // At most 1,000 reads: something may printk without pause.
+    for _ in 0..1000 {
+        if !matches!(pipe.read(&mut old), Ok(n) if n > 0) {
+            break;
+        }
+    }
     fcntl(&pipe, FcntlArg::F_SETFL(OFlag::empty())).context("making the trace pipe blocking")?;
     Ok(pipe)
 }

@@ -1,8 +1,9 @@
 //! The default-route guard refuses only what can cut the user's connection (tc
 //! --drop-all, a dropped TCP port), and sees through stacked devices: a bridge
 //! port, or the lower device of a macvlan, carries the default route when the
-//! device on top of it does. Answering or dropping pings runs there, with a note. Each case is built in a network namespace of its own (nothing here
-//! touches this machine's interfaces); bond and VLAN drivers may be missing, a
+//! device on top of it does. Answering or dropping pings runs there, with a note.
+//! Each case is built in a network namespace of its own (nothing here touches this
+//! machine's interfaces); bond and VLAN drivers may be missing, a
 //! bridge and a macvlan show the same kernel links (`upper_*`, `master`).
 
 mod common;
@@ -76,11 +77,14 @@ fn a_bridge_port_under_the_default_route_is_guarded() {
     assert_refused(&ns, "tc", &["br0", "--drop-all"], "br0");
     assert_refused(&ns, "tc", &["a0", "--drop-all"], "br0");
     assert_refused(&ns, "solution_tc_drop_port", &["a0", "--port", "2222"], "br0");
+    let lb = ["br0", "--vip", "10.99.0.1", "--backend", "10.99.0.2"];
+    assert_refused(&ns, "xdp_lb", &lb, "br0");
     // Answering or dropping pings cannot: it runs, and says in one line what it does.
     for (example, args) in [
         ("xdp_pingpong", &["a0"][..]),
         ("tc_pingpong", &["a0"][..]),
         ("xdp", &["a0", "--drop-pings"][..]),
+        ("xdp", &["a0"][..]),
         ("tc", &["a0"][..]),
     ] {
         let mut run = ns.run(example, args);
@@ -96,7 +100,7 @@ fn a_bridge_port_under_the_default_route_is_guarded() {
     // An interface outside the stack has no note, and --force is the way to mean it.
     let mut other = ns.run("tc", &["a1", "--drop-all"]);
     other.wait_attached();
-    assert!(!other.stop(Signal::SIGINT, Duration::from_secs(2)).stderr.contains("note:"));
+    assert!(!other.stop(Signal::SIGINT, Duration::from_secs(2)).stderr.contains("default route"));
     let mut forced = ns.run("tc", &["a0", "--drop-all", "--force"]);
     forced.wait_attached();
     let end = forced.stop(Signal::SIGINT, Duration::from_secs(2));

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::lab::Host;
+use ebpf_workshop_dev::lab::Host;
 use nix::sys::signal::Signal;
 
 const FLOOD: u32 = 100_000;

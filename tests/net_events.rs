@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::lab::Lab;
+use ebpf_workshop_dev::lab::Lab;
 use nix::sys::signal::Signal;
 
 const PINGS: u32 = 5;
@@ -71,7 +71,7 @@ fn a_ping_answered_by_xdp_costs_the_server_fewer_kernel_events() {
 }
 
 /// A permanent neighbour entry on `host` for `peer`'s IPv4 address.
-fn pin_neighbours(host: &ebpf_workshop::lab::Host, peer: &ebpf_workshop::lab::Host) {
+fn pin_neighbours(host: &ebpf_workshop_dev::lab::Host, peer: &ebpf_workshop_dev::lab::Host) {
     let mac = peer.run(&["cat", &format!("/sys/class/net/{}/address", peer.iface)]).unwrap();
     let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
     let ip = peer.ipv4.to_string();

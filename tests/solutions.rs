@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::lab::Host;
+use ebpf_workshop_dev::lab::Host;
 use nix::sys::signal::Signal;
 
 /// The `SOURCE PINGS` rows of the last table printed (the one at exit).

@@ -9,8 +9,8 @@ use std::mem::MaybeUninit;
 use common::skel::tc::TcSkelBuilder;
 use common::skel::tc_pingpong::TcPingpongSkelBuilder;
 use common::{lab, test_run};
-use ebpf_workshop::frames::*;
 use ebpf_workshop::netns::in_namespace;
+use ebpf_workshop_dev::frames::*;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const TC_ACT_OK: u32 = 0;

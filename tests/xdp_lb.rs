@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::skel::xdp_lb::XdpLbSkelBuilder;
 use common::{assert_unloaded, bpf_prog_ids, eventually, spawn, test_run, unique, xdp_on, Running};
-use ebpf_workshop::frames::{checksum, ethernet, ipv4, udp, Ipv4Opts, ETH_P_IP, IPPROTO_TCP};
-use ebpf_workshop::lab::{answered_by, serve_name, Host, LbLab, LB_PORT};
 use ebpf_workshop::netns::in_namespace;
+use ebpf_workshop_dev::frames::{checksum, ethernet, ipv4, udp, Ipv4Opts, ETH_P_IP, IPPROTO_TCP};
+use ebpf_workshop_dev::lab::{answered_by, serve_name, Host, LbLab, LB_PORT};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 use nix::sys::signal::Signal;

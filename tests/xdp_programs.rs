@@ -1,6 +1,6 @@
 //! The XDP programs on hand-made frames with BPF_PROG_TEST_RUN: the real verifier
 //! and the real program in the kernel, no interface needed. Every expected reply is
-//! built by `ebpf_workshop::frames` with checksums computed from scratch.
+//! built by `ebpf_workshop_dev::frames` with checksums computed from scratch.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use common::skel::xdp::XdpSkelBuilder;
 use common::skel::xdp_pingpong::XdpPingpongSkelBuilder;
 use common::{test_run, TestRun};
-use ebpf_workshop::frames::*;
+use ebpf_workshop_dev::frames::*;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 const XDP_DROP: u32 = 1;
@@ -87,10 +87,11 @@ fn every_truncation_passes_unchanged() {
         let full = Ping::new(v6).request();
         for len in 0..full.len() {
             let cut = &full[..len];
-            if len < ETH_HLEN {
-                let refused =
-                    PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut).is_err());
-                assert!(refused, "kernel accepted a {len}-byte XDP frame");
+            // Newer kernels refuse to test-run less than an Ethernet header; 5.10
+            // runs it, and then the program must pass it unchanged like the rest.
+            if len < ETH_HLEN
+                && PINGPONG.with(|skel| test_run(&skel.progs.xdp_pingpong, cut).is_err())
+            {
                 continue;
             }
             assert_passed_unchanged(cut, &format!("v6={v6} truncated to {len} bytes"));

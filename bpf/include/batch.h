@@ -28,10 +28,11 @@
 
 /* From <errno.h>, <time.h> and <linux/bpf.h>: vmlinux.h has no #defines, and a
  * vmlinux.h from a kernel before 6.7 has no BPF_F_TIMER_CPU_PIN either. */
-#define EBUSY 16                  /* bpf_timer_init() on a timer set up already */
-#define EINVAL 22                 /* bpf_timer_start() with a flag this kernel lacks */
-#define CLOCK_MONOTONIC 1         /* the clock of a bpf_timer */
-#define TIMER_CPU_PIN (1ULL << 1) /* BPF_F_TIMER_CPU_PIN: fire on this CPU (6.7) */
+#define EBUSY 16          /* bpf_timer_init() on a timer set up already */
+#define EINVAL 22         /* bpf_timer_start() with a flag this kernel lacks */
+#define CLOCK_MONOTONIC 1 /* the clock of a bpf_timer */
+/* BPF_F_TIMER_CPU_PIN (Linux 6.7): the timer fires on the CPU that started it. */
+#define BATCH_TIMER_CPU_PIN (1ULL << 1)
 
 #define ECHO_BATCH 64                       /* reports per ring-buffer record */
 #define ECHO_FLUSH_NS (20ULL * 1000 * 1000) /* the longest a report waits: 20 ms */
@@ -115,7 +116,7 @@ static __always_inline bool start_batch_timer(void *batches, struct echo_batch *
             return false;
         b->timer = TIMER_IDLE;
     }
-    long err = bpf_timer_start(&b->flush, ECHO_FLUSH_NS, TIMER_CPU_PIN);
+    long err = bpf_timer_start(&b->flush, ECHO_FLUSH_NS, BATCH_TIMER_CPU_PIN);
     if (err == -EINVAL) { /* before 6.7: an unknown flag */
         b->timer = TIMER_CANNOT;
         return false;

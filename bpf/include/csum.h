@@ -17,6 +17,9 @@
  * update yields 0x0000, which is right unless every word is zero (then 0xFFFF is).
  * Only reading the whole message can tell; echo_answerable() in reply.h leaves
  * that single case to the kernel.
+ *
+ * A 32-bit field (an IPv4 address) is two such words: xdp_lb.bpf.c's
+ * csum_replace4() updates for each half in turn.
  */
 #pragma once
 

@@ -4,13 +4,19 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86DD;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use nix::libc;
+
+// The numbers are libc's (<linux/if_ether.h>, <netinet/in.h>), in the widths
+// the headers carry them: 16-bit EtherTypes, 8-bit IP protocols.
+pub const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
+pub const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
+pub const ETH_P_8021Q: u16 = libc::ETH_P_8021Q as u16;
+pub const ETH_P_8021AD: u16 = libc::ETH_P_8021AD as u16;
+pub const ETH_P_ARP: u16 = libc::ETH_P_ARP as u16;
+pub const IPPROTO_ICMP: u8 = libc::IPPROTO_ICMP as u8;
+pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+pub const IPPROTO_ICMPV6: u8 = libc::IPPROTO_ICMPV6 as u8;
 pub const ICMP_ECHOREPLY: u8 = 0;
 pub const ICMP_ECHO: u8 = 8;
 pub const ICMPV6_ECHO_REQUEST: u8 = 128;

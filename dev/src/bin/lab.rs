@@ -1,10 +1,10 @@
-//! `make lab` / `make lab-down`: build or remove the packet lab (see src/lab.rs).
+//! `make lab` / `make lab-down`: build or remove the packet lab (see dev/src/lab.rs).
 
 use std::os::unix::process::CommandExt;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ebpf_workshop::lab::{Lab, LbLab};
+use ebpf_workshop_dev::lab::{Lab, LbLab};
 
 /// Two network namespaces joined by a veth pair, to try the packet examples safely.
 #[derive(Parser)]
@@ -38,7 +38,7 @@ enum Action {
         #[arg(long)]
         answer: String,
         /// The port to listen on (all addresses).
-        #[arg(long, default_value_t = ebpf_workshop::lab::LB_PORT)]
+        #[arg(long, default_value_t = ebpf_workshop_dev::lab::LB_PORT)]
         port: u16,
     },
 }
@@ -62,7 +62,7 @@ fn main() -> Result<()> {
         Action::Serve { answer, port } => {
             let listener = std::net::TcpListener::bind(("0.0.0.0", port))
                 .map_err(|e| anyhow::anyhow!("listening on port {port}: {e}"))?;
-            ebpf_workshop::lab::serve_name(listener, &answer);
+            ebpf_workshop_dev::lab::serve_name(listener, &answer);
         }
         Action::Up => {
             let lab = Lab::up(&args.name)?;
@@ -97,7 +97,7 @@ fn main() -> Result<()> {
 
 /// What is attached to each end of lab `name`, and how its kernel answers pings.
 fn status(name: &str) -> Result<()> {
-    use ebpf_workshop::lab::{CLIENT_IF, SERVER_IF};
+    use ebpf_workshop_dev::lab::{CLIENT_IF, SERVER_IF};
     for (ns, iface) in
         [(format!("{name}-client"), CLIENT_IF), (format!("{name}-server"), SERVER_IF)]
     {
@@ -134,7 +134,7 @@ fn status(name: &str) -> Result<()> {
 /// `lab down` stops them with the lab).
 fn up_lb(name: &str) -> Result<()> {
     use anyhow::Context;
-    use ebpf_workshop::lab::LB_PORT;
+    use ebpf_workshop_dev::lab::LB_PORT;
     let lab = LbLab::up(name)?;
     let exe = std::env::current_exe().context("finding the lab program")?;
     for (b, answer) in lab.backends.iter().zip(["b1", "b2"]) {

@@ -15,12 +15,14 @@
 //! backends on one bridge (`make lab-lb`; picture below, at its code).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
 
-use crate::netns::{in_namespace, NETNS_DIR};
+use ebpf_workshop::netns::{in_namespace, NETNS_DIR};
+
+use crate::progs::return_only_program;
 
 /// The interface names inside the two namespaces.
 pub const CLIENT_IF: &str = "veth-client";
@@ -60,6 +62,33 @@ impl Host {
         Ok(())
     }
 
+    /// Run `ping -n ARGS` inside the namespace; what its summary line says.
+    pub fn ping(&self, args: &[&str]) -> Result<PingSummary> {
+        let out = self
+            .cmd("ping")
+            .arg("-n")
+            .args(args)
+            .output()
+            .context("running ping (iputils-ping: `make deps`)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("packets transmitted")).with_context(|| {
+            format!("unexpected ping output:\n{text}{}", String::from_utf8_lossy(&out.stderr))
+        })?;
+        // "20000 packets transmitted, 20000 received, 0% packet loss, time 812ms"
+        let field = |suffix: &str| -> Result<f64> {
+            line.split(", ")
+                .find_map(|p| p.strip_suffix(suffix))
+                .map(|v| v.trim_start_matches("time ").trim())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no \"{suffix}\" in ping's summary: {line}"))
+        };
+        Ok(PingSummary {
+            sent: field(" packets transmitted")? as u32,
+            received: field(" received")? as u32,
+            time_ms: field("ms")?,
+        })
+    }
+
     /// Set /proc/sys/`key` inside this namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         let path = format!("/proc/sys/{key}");
@@ -67,6 +96,15 @@ impl Host {
         in_namespace(&self.ns, || std::fs::write(&path, value))?
             .with_context(|| format!("writing {path} in {}", self.ns))
     }
+}
+
+/// What `ping`'s summary says.
+#[derive(Clone, Copy, Debug)]
+pub struct PingSummary {
+    pub sent: u32,
+    pub received: u32,
+    /// ping's own "time Nms": from the first request to the end.
+    pub time_ms: f64,
 }
 
 /// A client and a server namespace joined by a veth pair.
@@ -205,39 +243,6 @@ fn run_checked(cmd: &mut Command) -> Result<Output> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
-}
-
-/// The smallest program of a type: `return value;`, two instructions, loaded
-/// straight from bytecode. The lab's XDP pass program, and the benchmark's floor.
-pub fn return_only_program(
-    prog_type: libbpf_sys::bpf_prog_type,
-    value: i32,
-    name: &std::ffi::CStr,
-) -> Result<OwnedFd> {
-    use libbpf_sys::{bpf_insn, BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV};
-    let insn = |code: u32, imm: i32| bpf_insn {
-        code: code as u8,
-        _bitfield_align_1: [],
-        _bitfield_1: bpf_insn::new_bitfield_1(0, 0), // dst r0, src r0
-        off: 0,
-        imm,
-    };
-    // r0 = value; exit (r0 is the return value)
-    let prog = [insn(BPF_ALU64 | BPF_MOV | BPF_K, value), insn(BPF_JMP | BPF_EXIT, 0)];
-    let fd = unsafe {
-        libbpf_sys::bpf_prog_load(
-            prog_type,
-            name.as_ptr(),
-            c"Dual BSD/GPL".as_ptr(),
-            prog.as_ptr(),
-            prog.len() as _,
-            std::ptr::null_mut(),
-        )
-    };
-    if fd < 0 {
-        bail!("loading {name:?}: {}", std::io::Error::from_raw_os_error(-fd));
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Attach `return XDP_PASS;` to `iface` in the current namespace. It is attached
