@@ -114,6 +114,11 @@ vmlinux: ## regenerate vmlinux/<arch>/vmlinux.h from this kernel's BTF
 	@command -v bpftool >/dev/null || { echo "bpftool missing: run 'make deps'"; exit 1; }
 	mkdir -p vmlinux/$(ARCH)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+	@# Before 5.15 the kernel has no struct bpf_timer: add its uapi definition, so that
+	@# every program still compiles (xdp_pingpong_batched then says at run time why not).
+	@grep -q '^struct bpf_timer {' vmlinux/$(ARCH)/vmlinux.h || { \
+	  echo "    this kernel has no bpf_timer (Linux 5.15+): adding its definition for xdp_pingpong_batched"; \
+	  sed -i '$$i /* Added by make vmlinux: this kernel has no bpf_timer (<linux/bpf.h>, 5.15). */\nstruct bpf_timer {\n\t__u64 __opaque[2];\n} __attribute__((aligned(8)));\n' vmlinux/$(ARCH)/vmlinux.h; }
 
 # arm64: the BTF is copied out of Debian's arm64 kernel image itself (no arm64 machine
 # or boot needed): the package is fetched as `make test-kernels` fetches kernels
