@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::skel::cgroup_firewall::types::{drop_event, drop_reason};
@@ -89,7 +90,7 @@ fn a_denied_address_gets_no_answer_inside_the_cgroup_and_does_outside() {
         let end = ex.wait(Duration::from_secs(15));
         assert_eq!(end.status.code(), Some(1), "ping's exit code is the example's\n{end:?}");
         assert!(end.stdout.contains(" 0 received"), "{addr}: answered inside\n{end:?}");
-        assert!(end.stderr.contains("dropped 3 (address 3, port 0)"), "{end:?}");
+        assert!(end.stderr.contains("dropped 3 (address 3, port 0, unreadable 0)"), "{end:?}");
         let rows = end.stdout.lines().filter(|l| l.contains(&format!("{to}/"))).count();
         assert_eq!(rows, 3, "one report per dropped ping\n{}", end.stdout);
         assert!(!cg.path.exists(), "the created cgroup was not removed");
@@ -231,6 +232,135 @@ fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
     assert!(!cg.path.exists() && !record_path(&cg.path).exists());
     let nothing = run_to_end(EXAMPLE, &[name, "--cleanup"]);
     assert!(nothing.status.success() && nothing.stdout.contains("nothing to clean up"));
+}
+
+// ---- the bypasses: extension headers, fragments, mapped addresses ---------------
+
+/// Run from inside the cgroup: TCP connects and UDP sends to `port` at the server,
+/// over IPv6 with a Hop-by-Hop options header, with a Destination options header
+/// (8 bytes of padding each: what IPV6_HOPOPTS / IPV6_DSTOPTS add), as one UDP
+/// datagram twice the MTU (sent in fragments), and to the IPv4-mapped IPv6
+/// address (the kernel sends IPv4). One line per attempt: "NAME: RESULT".
+const BYPASSES: &str = r#"
+import errno, socket, sys
+v6, v4, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])  # next header (the kernel's), length 0, PadN
+kinds = {"hop": getattr(socket, "IPV6_HOPOPTS", 54), "dst": getattr(socket, "IPV6_DSTOPTS", 59)}
+def sock(kind, type):
+    s = socket.socket(socket.AF_INET6, type)
+    if kind in kinds:
+        s.setsockopt(socket.IPPROTO_IPV6, kinds[kind], pad)
+    return s
+def failed(e):
+    return errno.errorcode.get(e.errno, type(e).__name__) if e.errno else type(e).__name__
+def tcp(kind, host):
+    s = sock(kind, socket.SOCK_STREAM)
+    s.settimeout(2.5)
+    try:
+        s.connect((host, port))
+        return "connected"
+    except OSError as e:
+        return failed(e)
+def udp(kind, host, size):
+    s = sock(kind, socket.SOCK_DGRAM)
+    try:
+        s.sendto(("udp-" + kind).encode().ljust(size, b"."), (host, port))
+        return "sent"
+    except OSError as e:
+        return failed(e)
+mapped = "::ffff:" + v4
+for name, attempt in [
+    ("tcp-hop", lambda: tcp("hop", v6)), ("tcp-dst", lambda: tcp("dst", v6)),
+    ("tcp-mapped", lambda: tcp("mapped", mapped)),
+    ("udp-hop", lambda: udp("hop", v6, 64)), ("udp-dst", lambda: udp("dst", v6, 64)),
+    ("udp-frag", lambda: udp("frag", v6, 3000)), ("udp-mapped", lambda: udp("mapped", mapped, 64)),
+]:
+    print(name + ": " + attempt(), flush=True)
+"#;
+
+/// A dual-stack TCP listener and UDP socket on one port in the server's namespace:
+/// the port, and what reached them (connections accepted, UDP datagrams by the
+/// name at their start and their size).
+fn servers(server: &Host) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::net::UdpSocket;
+    let (tcp, udp) = ebpf_workshop::netns::in_namespace(&server.ns, || {
+        let any = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0);
+        let tcp = TcpListener::bind(any).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let udp = UdpSocket::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).unwrap();
+        (tcp, udp)
+    })
+    .unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let got = seen.clone();
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            got.lock().unwrap().push(format!("tcp from {}", conn.peer_addr().unwrap()));
+        }
+    });
+    let got = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = udp.recv(&mut buf) {
+            let name = String::from_utf8_lossy(&buf[..n]).split('.').next().unwrap().to_string();
+            got.lock().unwrap().push(format!("{name} {n} bytes"));
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn extension_headers_fragments_and_mapped_addresses_do_not_get_past_a_denied_port() {
+    let lab = lab();
+    for denied in [true, false] {
+        let cg = TestCgroup::new();
+        let (port, seen) = servers(&lab.server);
+        let p = port.to_string();
+        let (v6, v4) = (lab.server.ipv6.to_string(), lab.server.ipv4.to_string());
+        let client = ["python3", "-c", BYPASSES, &v6, &v4, &p];
+        // Without the port rule, a rule for an address nobody uses.
+        let rules: &[&str] = if denied { &["--deny-port", &p] } else { &["--deny", "10.99.0.1"] };
+        let end = run_inside(&cg, &lab.client, rules, &client).wait(Duration::from_secs(40));
+        let results: Vec<&str> = end.stdout.lines().filter(|l| l.contains("-")).collect();
+        let result = |name: &str| {
+            let prefix = format!("{name}: ");
+            let line = results.iter().find(|l| l.starts_with(&prefix));
+            line.unwrap_or_else(|| panic!("no {name} in\n{end:?}"))[prefix.len()..].to_string()
+        };
+        std::thread::sleep(Duration::from_millis(300)); // the last datagram's way
+        let seen = seen.lock().unwrap().clone();
+        let udp_seen = |name: &str| seen.iter().any(|s| s.starts_with(&format!("{name} ")));
+        for name in ["tcp-hop", "tcp-dst", "tcp-mapped"] {
+            assert_eq!(result(name) == "connected", !denied, "{name}: {}\n{end:?}", result(name));
+        }
+        for name in ["udp-hop", "udp-dst", "udp-frag", "udp-mapped"] {
+            assert_eq!(udp_seen(name), !denied, "{name}: the server saw {seen:?}\n{end:?}");
+        }
+        if !denied {
+            assert!(seen.iter().any(|s| s == "udp-frag 3000 bytes"), "{seen:?}");
+            assert!(end.stderr.contains("dropped 0 (address 0, port 0, unreadable 0)"), "{end:?}");
+            continue;
+        }
+        assert_eq!(seen.iter().filter(|s| s.starts_with("tcp")).count(), 0, "{seen:?}");
+        // Each attempt was reported as a port drop: v6 (behind its extension header,
+        // or fragmented later) and v4 (the mapped address).
+        let rows: Vec<&str> =
+            end.stdout.lines().filter(|l| l.ends_with(&format!("port {p}"))).collect();
+        for (proto, to) in [
+            ("tcp", format!("[{v6}]:{p}")),
+            ("udp", format!("[{v6}]:{p}")),
+            ("tcp", format!("{v4}:{p}")),
+            ("udp", format!("{v4}:{p}")),
+        ] {
+            assert!(
+                rows.iter().any(|r| r.contains(&format!(" {proto} ")) && r.contains(&to)),
+                "no {proto} drop to {to} reported\n{}",
+                end.stdout
+            );
+        }
+        assert!(end.stderr.contains("unreadable 0)"), "all were readable: {end:?}");
+    }
 }
 
 // ---- the verdicts, on hand-made packets ------------------------------------------
