@@ -463,6 +463,81 @@ fn verdicts_on_hand_made_packets() {
     assert!(slash32.is_some(), "fd99::/32 is rule 3");
 }
 
+/// IPv6 with extension headers before TCP: the walk finds the port behind a chain,
+/// a later fragment has none, and with port rules what cannot be walked (cut
+/// short, or longer than the walk goes) is dropped as unreadable.
+#[test]
+fn extension_header_chains_on_hand_made_packets() {
+    // One extension header: next header, length (8-byte words after the first 8).
+    let ext = |next: u8, words: u8| {
+        let mut h = vec![next, words, 1, 4 + 8 * words];
+        h.resize(8 + 8 * usize::from(words), 0);
+        h
+    };
+    let fragment = |next: u8, offset: u16| {
+        let mut h = vec![next, 0];
+        h.extend_from_slice(&(offset << 3).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 1]);
+        h
+    };
+    let syn = tcp_syn(40000, 8080);
+    let (c6, s6) = (CLIENT_V6, SERVER_V6);
+    let chain =
+        |first: u8, hdrs: Vec<Vec<u8>>| v6(c6, s6, first, &[hdrs.concat(), syn.clone()].concat());
+    let (hop, dst, frag, auth) = (0u8, 60u8, 44u8, 51u8);
+    let mut ah = vec![IPPROTO_TCP, 2]; // AH: (2 + 2) * 4 = 16 bytes
+    ah.resize(16, 0);
+    let nine: Vec<Vec<u8>> =
+        (0..9).map(|i| ext(if i == 8 { IPPROTO_TCP } else { dst }, 0)).collect();
+    let mut cut = chain(hop, vec![ext(dst, 0), ext(IPPROTO_TCP, 3)]);
+    cut.truncate(14 + 40 + 8 + 10); // inside the second header
+                                    // (what, frame, with port rules, with address rules only)
+    let cases: Vec<(&str, Vec<u8>, Option<u32>, Option<u32>)> = vec![
+        ("hop-by-hop, TCP", chain(hop, vec![ext(IPPROTO_TCP, 0)]), Some(2), None),
+        ("dst opts x2", chain(dst, vec![ext(dst, 1), ext(IPPROTO_TCP, 0)]), Some(2), None),
+        ("AH", chain(auth, vec![ah]), Some(2), None),
+        ("first fragment", chain(frag, vec![fragment(IPPROTO_TCP, 0)]), Some(2), None),
+        ("later fragment", chain(frag, vec![fragment(IPPROTO_TCP, 185)]), None, None),
+        ("nine headers", chain(dst, nine), Some(3), None),
+        ("cut inside the chain", cut, Some(3), None),
+        (
+            "TCP to port 80",
+            v6(c6, s6, hop, &[ext(IPPROTO_TCP, 0), tcp_syn(1, 80)].concat()),
+            None,
+            None,
+        ),
+    ];
+    for port_rules in [true, false] {
+        let mut storage = MaybeUninit::uninit();
+        let mut open = CgroupFirewallSkelBuilder::default().open(&mut storage).unwrap();
+        open.maps.rodata_data.as_mut().unwrap().port_rules = port_rules;
+        let skel = open.load().unwrap();
+        if port_rules {
+            skel.maps.denied_ports.update(&8080u16.to_ne_bytes(), &[1], MapFlags::ANY).unwrap();
+        }
+        let reasons = std::cell::RefCell::new(Vec::new());
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.events, |data: &[u8]| {
+                let mut e = drop_event::default();
+                plain::copy_from_bytes(&mut e, data).unwrap();
+                reasons.borrow_mut().push(e.reason.0);
+                0
+            })
+            .unwrap();
+        let ring = builder.build().unwrap();
+        for (what, frame, with_ports, without) in &cases {
+            let want = if port_rules { with_ports } else { without };
+            let run = test_run(&skel.progs.cgroup_egress, frame).unwrap();
+            ring.consume().unwrap();
+            let got: Vec<u32> = reasons.borrow_mut().drain(..).collect();
+            let verdict = if want.is_some() { DROP } else { PASS };
+            assert_eq!(run.action, verdict, "{what} (port rules: {port_rules})");
+            assert_eq!(got, want.iter().copied().collect::<Vec<_>>(), "{what}: reported reasons");
+        }
+    }
+}
+
 // SAFETY: a plain C struct of integers.
 unsafe impl plain::Plain for drop_event {}
 
