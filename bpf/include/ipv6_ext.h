@@ -1,20 +1,14 @@
 /* IPv6 extension headers, walked to find the TCP or UDP header behind them.
  *
- * An IPv6 header's nexthdr need not be the transport: it may name an extension
- * header (Hop-by-Hop options, Routing, Fragment, Destination options,
- * Authentication), which names the next one, and so on until TCP, UDP or
- * ICMPv6. A program that reads the ports at "40 bytes after the IPv6 header"
- * is bypassed by any sender that adds one: setsockopt(IPV6_HOPOPTS) with 8
- * bytes of padding, and TCP to a "denied" port connects. That is the classic
- * way past a firewall, so a policy walks the chain, and when it cannot (the
- * packet ends inside it, or it is longer than we are willing to walk), it does
- * not guess: a policy that cannot read a packet does not let it through.
- *
- * The walk is bounded (IPV6_EXT_MAX headers) because the verifier must see the
- * program end; the loop is unrolled, so that every kernel from 5.10 on accepts
- * it. Headers are copied with bpf_skb_load_bytes(), which checks the bounds
- * itself (socket filters and cgroup_skb programs may use it; the offset may be
- * anything, only the size must be a constant). */
+ * An IPv6 header's nexthdr may name an extension header (Hop-by-Hop options,
+ * Routing, Fragment, Destination options, AH), which names the next, and so on
+ * to TCP, UDP or ICMPv6. A program that looks for ports right after the 40-byte
+ * header is bypassed by any sender that adds one (setsockopt(IPV6_HOPOPTS), 8
+ * bytes of padding): the classic way past a firewall. So a policy walks the
+ * chain, and where it cannot (the packet ends inside it, or it is longer than
+ * we walk) it does not guess: a policy that cannot read a packet does not let
+ * it through. The walk is bounded (IPV6_EXT_MAX) and unrolled, which every
+ * verifier from 5.10 on accepts; bpf_skb_load_bytes() checks each read itself. */
 #pragma once
 
 #include "vmlinux.h"
@@ -33,12 +27,9 @@
 
 /* What the walk found. */
 enum ipv6_walk {
-    IPV6_FOUND,          /* *proto is the first header that is no extension header
-                            (TCP, UDP, ICMPv6, ...), at *off */
-    IPV6_LATER_FRAGMENT, /* a fragment other than the first: the transport header
-                            (and its ports) is in the first one, not here */
-    IPV6_UNREADABLE,     /* the packet ends inside the chain, or the chain is longer
-                            than IPV6_EXT_MAX: where the transport is, we do not know */
+    IPV6_FOUND,          /* *proto (TCP, UDP, ICMPv6...) is at *off */
+    IPV6_LATER_FRAGMENT, /* not the first fragment: the ports are in that one */
+    IPV6_UNREADABLE,     /* cut short inside the chain, or longer than IPV6_EXT_MAX */
 };
 
 /* The length of the extension header `proto` whose second byte is `hdrlen`, or 0
