@@ -491,8 +491,9 @@ fn extension_header_chains_on_hand_made_packets() {
         (0..9).map(|i| ext(if i == 8 { IPPROTO_TCP } else { dst }, 0)).collect();
     let mut cut = chain(hop, vec![ext(dst, 0), ext(IPPROTO_TCP, 3)]);
     cut.truncate(14 + 40 + 8 + 10); // inside the second header
-                                    // (what, frame, with port rules, with address rules only)
-    let cases: Vec<(&str, Vec<u8>, Option<u32>, Option<u32>)> = vec![
+                                    // (what, frame, the drop reason with port rules, with address rules only)
+    type Case = (&'static str, Vec<u8>, Option<u32>, Option<u32>);
+    let cases: Vec<Case> = vec![
         ("hop-by-hop, TCP", chain(hop, vec![ext(IPPROTO_TCP, 0)]), Some(2), None),
         ("dst opts x2", chain(dst, vec![ext(dst, 1), ext(IPPROTO_TCP, 0)]), Some(2), None),
         ("AH", chain(auth, vec![ah]), Some(2), None),

@@ -208,9 +208,9 @@ type LbSkel<'a> = common::skel::xdp_lb::XdpLbSkel<'a>;
 
 /// Write the backends' `live` flags and the live list as examples/xdp_lb.rs does.
 fn set_live(skel: &LbSkel, model: &mut Model, live: &[usize]) {
-    for slot in 0..3 {
+    for (slot, addr) in BACKENDS.iter().enumerate() {
         let on = live.contains(&slot);
-        let mut value = BACKENDS[slot].octets().to_vec();
+        let mut value = addr.octets().to_vec();
         value.extend_from_slice(&backend_mac(slot));
         value.extend_from_slice(&[on as u8, 0]);
         skel.maps.backends.update(&(slot as u32).to_ne_bytes(), &value, MapFlags::ANY).unwrap();
