@@ -6,8 +6,10 @@
 /* Why a packet was dropped. An enum (not #defines) so that it reaches the
  * skeleton: Rust gets the same names. */
 enum drop_reason {
-    DROP_ADDRESS = 1, /* the other end's address is in a denied prefix */
-    DROP_PORT = 2,    /* the other end's TCP or UDP port is denied */
+    DROP_ADDRESS = 1,    /* the other end's address is in a denied prefix */
+    DROP_PORT = 2,       /* the other end's TCP or UDP port is denied */
+    DROP_UNREADABLE = 3, /* the rules need what the packet does not let us read:
+                            its IP header, or (with port rules) its ports */
 };
 
 /* One dropped packet. No pid: at this hook the packet may be sent by the kernel on
@@ -21,12 +23,13 @@ struct drop_event {
     __u32 uid;       /* the socket owner's uid (65534 when there is no full socket) */
     __u32 len;       /* packet length from the IP header on */
     __u32 rule;      /* DROP_ADDRESS: which --deny matched (0 = the first);
-                        DROP_PORT: the denied port */
+                        DROP_PORT: the denied port; DROP_UNREADABLE: 0 */
     enum drop_reason reason;
     __u16 family;   /* AF_INET or AF_INET6 */
     __u16 sport;    /* host order; 0 when not TCP or UDP */
     __u16 dport;    /* host order */
-    __u8 protocol;  /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP... */
+    __u8 protocol;  /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP... (for IPv6 the
+                       header after the extension headers, or the last reached) */
     __u8 egress;    /* 1: being sent, 0: being received */
     __u8 saddr[16]; /* network order; IPv4 in the first 4 bytes */
     __u8 daddr[16];
@@ -34,10 +37,11 @@ struct drop_event {
 
 /* What the programs count, one copy per CPU. */
 struct firewall_counts {
-    __u64 passed;          /* packets let through */
-    __u64 dropped_address; /* dropped: denied address */
-    __u64 dropped_port;    /* dropped: denied port */
-    __u64 lost;            /* drop reports that found the ring buffer full */
+    __u64 passed;             /* packets let through */
+    __u64 dropped_address;    /* dropped: denied address */
+    __u64 dropped_port;       /* dropped: denied port */
+    __u64 dropped_unreadable; /* dropped: what the rules need could not be read */
+    __u64 lost;               /* drop reports that found the ring buffer full */
 };
 
 /* The keys of the LPM (longest prefix match) tries: the prefix length in bits

@@ -14,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "packet.h"
+#include "ipv6_ext.h"
 #include "echo.h"
 #include "socket_filter.h"
 
@@ -84,13 +85,19 @@ int socket_filter(struct __sk_buff *skb) {
     } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
         if (bpf_skb_load_bytes(skb, l3, &ip6, sizeof(ip6)))
             return NO_COPY;
-        if (ip6.nexthdr == IPPROTO_TCP) {
+        /* TCP may sit behind extension headers (Hop-by-Hop options, say):
+         * ipv6_ext.h walks them to the header that is none. */
+        __u8 proto;
+        __u32 l4;
+        if (ipv6_skb_find_l4(skb, l3, ip6.nexthdr, &proto, &l4) != IPV6_FOUND)
+            return NO_COPY;
+        if (proto == IPPROTO_TCP) {
             n->tcp_copied++;
             return skb->len;
         }
-        if (ip6.nexthdr != IPPROTO_ICMPV6)
+        if (proto != IPPROTO_ICMPV6)
             return NO_COPY;
-        if (bpf_skb_load_bytes(skb, l3 + sizeof(ip6), &icmp6, sizeof(icmp6)))
+        if (bpf_skb_load_bytes(skb, l4, &icmp6, sizeof(icmp6)))
             return NO_COPY;
         if (icmp6.icmp6_type == ICMPV6_ECHO_REQUEST && icmp6.icmp6_code == 0) {
             p.ip6 = &ip6;

@@ -107,7 +107,9 @@ fn run(args: &Args) -> Result<i32> {
 
     // open + load: the maps are created and the verifier checks both programs.
     let mut storage = MaybeUninit::uninit();
-    let open = CgroupFirewallSkelBuilder::default().open(&mut storage).context("opening")?;
+    let mut open = CgroupFirewallSkelBuilder::default().open(&mut storage).context("opening")?;
+    // With port rules, a TCP/UDP packet whose ports cannot be read is dropped.
+    open.maps.rodata_data.as_mut().context("rodata")?.port_rules = !args.deny_port.is_empty();
     let skel = open.load().context("loading the cgroup_skb programs into the kernel")?;
 
     // Fill the deny lists. An LPM key is struct deny_v4_key (or _v6_key): the
@@ -192,9 +194,14 @@ fn run(args: &Args) -> Result<i32> {
 
     // The summary, from the programs' per-CPU counters.
     let n: firewall_counts = per_cpu_sum(&skel.maps.counts, 0)?;
-    let (addr, port, lost) = (n.dropped_address, n.dropped_port, n.lost);
-    let dropped = addr + port;
-    eprintln!("packets: passed {}, dropped {dropped} (address {addr}, port {port})", n.passed);
+    let (addr, port, unreadable) = (n.dropped_address, n.dropped_port, n.dropped_unreadable);
+    let dropped = addr + port + unreadable;
+    eprintln!(
+        "packets: passed {}, dropped {dropped} (address {addr}, port {port}, unreadable \
+         {unreadable})",
+        n.passed
+    );
+    let lost = n.lost;
     eprintln!("{lost} drop reports lost");
     let code = status.map_or(0, |s| s.code().unwrap_or(1)); // the command's becomes ours
     if status.is_some() {
@@ -231,6 +238,7 @@ fn row(clock: &Clock, e: &drop_event, rules: &[String]) -> Vec<String> {
     };
     let rule = match e.reason {
         drop_reason::DROP_PORT => format!("port {}", e.rule),
+        drop_reason::DROP_UNREADABLE => "unreadable".to_string(),
         _ => rules.get(e.rule as usize).cloned().unwrap_or_default(),
     };
     let cells =

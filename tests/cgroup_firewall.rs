@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::skel::cgroup_firewall::types::{drop_event, drop_reason};
@@ -89,7 +90,7 @@ fn a_denied_address_gets_no_answer_inside_the_cgroup_and_does_outside() {
         let end = ex.wait(Duration::from_secs(15));
         assert_eq!(end.status.code(), Some(1), "ping's exit code is the example's\n{end:?}");
         assert!(end.stdout.contains(" 0 received"), "{addr}: answered inside\n{end:?}");
-        assert!(end.stderr.contains("dropped 3 (address 3, port 0)"), "{end:?}");
+        assert!(end.stderr.contains("dropped 3 (address 3, port 0, unreadable 0)"), "{end:?}");
         let rows = end.stdout.lines().filter(|l| l.contains(&format!("{to}/"))).count();
         assert_eq!(rows, 3, "one report per dropped ping\n{}", end.stdout);
         assert!(!cg.path.exists(), "the created cgroup was not removed");
@@ -233,6 +234,135 @@ fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
     assert!(nothing.status.success() && nothing.stdout.contains("nothing to clean up"));
 }
 
+// ---- the bypasses: extension headers, fragments, mapped addresses ---------------
+
+/// Run from inside the cgroup: TCP connects and UDP sends to `port` at the server,
+/// over IPv6 with a Hop-by-Hop options header, with a Destination options header
+/// (8 bytes of padding each: what IPV6_HOPOPTS / IPV6_DSTOPTS add), as one UDP
+/// datagram twice the MTU (sent in fragments), and to the IPv4-mapped IPv6
+/// address (the kernel sends IPv4). One line per attempt: "NAME: RESULT".
+const BYPASSES: &str = r#"
+import errno, socket, sys
+v6, v4, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])  # next header (the kernel's), length 0, PadN
+kinds = {"hop": getattr(socket, "IPV6_HOPOPTS", 54), "dst": getattr(socket, "IPV6_DSTOPTS", 59)}
+def sock(kind, type):
+    s = socket.socket(socket.AF_INET6, type)
+    if kind in kinds:
+        s.setsockopt(socket.IPPROTO_IPV6, kinds[kind], pad)
+    return s
+def failed(e):
+    return errno.errorcode.get(e.errno, type(e).__name__) if e.errno else type(e).__name__
+def tcp(kind, host):
+    s = sock(kind, socket.SOCK_STREAM)
+    s.settimeout(2.5)
+    try:
+        s.connect((host, port))
+        return "connected"
+    except OSError as e:
+        return failed(e)
+def udp(kind, host, size):
+    s = sock(kind, socket.SOCK_DGRAM)
+    try:
+        s.sendto(("udp-" + kind).encode().ljust(size, b"."), (host, port))
+        return "sent"
+    except OSError as e:
+        return failed(e)
+mapped = "::ffff:" + v4
+for name, attempt in [
+    ("tcp-hop", lambda: tcp("hop", v6)), ("tcp-dst", lambda: tcp("dst", v6)),
+    ("tcp-mapped", lambda: tcp("mapped", mapped)),
+    ("udp-hop", lambda: udp("hop", v6, 64)), ("udp-dst", lambda: udp("dst", v6, 64)),
+    ("udp-frag", lambda: udp("frag", v6, 3000)), ("udp-mapped", lambda: udp("mapped", mapped, 64)),
+]:
+    print(name + ": " + attempt(), flush=True)
+"#;
+
+/// A dual-stack TCP listener and UDP socket on one port in the server's namespace:
+/// the port, and what reached them (connections accepted, UDP datagrams by the
+/// name at their start and their size).
+fn servers(server: &Host) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::net::UdpSocket;
+    let (tcp, udp) = ebpf_workshop::netns::in_namespace(&server.ns, || {
+        let any = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0);
+        let tcp = TcpListener::bind(any).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let udp = UdpSocket::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).unwrap();
+        (tcp, udp)
+    })
+    .unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let got = seen.clone();
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            got.lock().unwrap().push(format!("tcp from {}", conn.peer_addr().unwrap()));
+        }
+    });
+    let got = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = udp.recv(&mut buf) {
+            let name = String::from_utf8_lossy(&buf[..n]).split('.').next().unwrap().to_string();
+            got.lock().unwrap().push(format!("{name} {n} bytes"));
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn extension_headers_fragments_and_mapped_addresses_do_not_get_past_a_denied_port() {
+    let lab = lab();
+    for denied in [true, false] {
+        let cg = TestCgroup::new();
+        let (port, seen) = servers(&lab.server);
+        let p = port.to_string();
+        let (v6, v4) = (lab.server.ipv6.to_string(), lab.server.ipv4.to_string());
+        let client = ["python3", "-c", BYPASSES, &v6, &v4, &p];
+        // Without the port rule, a rule for an address nobody uses.
+        let rules: &[&str] = if denied { &["--deny-port", &p] } else { &["--deny", "10.99.0.1"] };
+        let end = run_inside(&cg, &lab.client, rules, &client).wait(Duration::from_secs(40));
+        let results: Vec<&str> = end.stdout.lines().filter(|l| l.contains("-")).collect();
+        let result = |name: &str| {
+            let prefix = format!("{name}: ");
+            let line = results.iter().find(|l| l.starts_with(&prefix));
+            line.unwrap_or_else(|| panic!("no {name} in\n{end:?}"))[prefix.len()..].to_string()
+        };
+        std::thread::sleep(Duration::from_millis(300)); // the last datagram's way
+        let seen = seen.lock().unwrap().clone();
+        let udp_seen = |name: &str| seen.iter().any(|s| s.starts_with(&format!("{name} ")));
+        for name in ["tcp-hop", "tcp-dst", "tcp-mapped"] {
+            assert_eq!(result(name) == "connected", !denied, "{name}: {}\n{end:?}", result(name));
+        }
+        for name in ["udp-hop", "udp-dst", "udp-frag", "udp-mapped"] {
+            assert_eq!(udp_seen(name), !denied, "{name}: the server saw {seen:?}\n{end:?}");
+        }
+        if !denied {
+            assert!(seen.iter().any(|s| s == "udp-frag 3000 bytes"), "{seen:?}");
+            assert!(end.stderr.contains("dropped 0 (address 0, port 0, unreadable 0)"), "{end:?}");
+            continue;
+        }
+        assert_eq!(seen.iter().filter(|s| s.starts_with("tcp")).count(), 0, "{seen:?}");
+        // Each attempt was reported as a port drop: v6 (behind its extension header,
+        // or fragmented later) and v4 (the mapped address).
+        let rows: Vec<&str> =
+            end.stdout.lines().filter(|l| l.ends_with(&format!("port {p}"))).collect();
+        for (proto, to) in [
+            ("tcp", format!("[{v6}]:{p}")),
+            ("udp", format!("[{v6}]:{p}")),
+            ("tcp", format!("{v4}:{p}")),
+            ("udp", format!("{v4}:{p}")),
+        ] {
+            assert!(
+                rows.iter().any(|r| r.contains(&format!(" {proto} ")) && r.contains(&to)),
+                "no {proto} drop to {to} reported\n{}",
+                end.stdout
+            );
+        }
+        assert!(end.stderr.contains("unreadable 0)"), "all were readable: {end:?}");
+    }
+}
+
 // ---- the verdicts, on hand-made packets ------------------------------------------
 
 /// Add `addr/len` as rule `rule` to the deny list of its family.
@@ -331,6 +461,82 @@ fn verdicts_on_hand_made_packets() {
     assert_eq!((port.rule, port.sport, port.dport), (8080, 40000, 8080));
     let slash32 = events.iter().find(|e| e.family == 10 && e.rule == 3);
     assert!(slash32.is_some(), "fd99::/32 is rule 3");
+}
+
+/// IPv6 with extension headers before TCP: the walk finds the port behind a chain,
+/// a later fragment has none, and with port rules what cannot be walked (cut
+/// short, or longer than the walk goes) is dropped as unreadable.
+#[test]
+fn extension_header_chains_on_hand_made_packets() {
+    // One extension header: next header, length (8-byte words after the first 8).
+    let ext = |next: u8, words: u8| {
+        let mut h = vec![next, words, 1, 4 + 8 * words];
+        h.resize(8 + 8 * usize::from(words), 0);
+        h
+    };
+    let fragment = |next: u8, offset: u16| {
+        let mut h = vec![next, 0];
+        h.extend_from_slice(&(offset << 3).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 1]);
+        h
+    };
+    let syn = tcp_syn(40000, 8080);
+    let (c6, s6) = (CLIENT_V6, SERVER_V6);
+    let chain =
+        |first: u8, hdrs: Vec<Vec<u8>>| v6(c6, s6, first, &[hdrs.concat(), syn.clone()].concat());
+    let (hop, dst, frag, auth) = (0u8, 60u8, 44u8, 51u8);
+    let mut ah = vec![IPPROTO_TCP, 2]; // AH: (2 + 2) * 4 = 16 bytes
+    ah.resize(16, 0);
+    let nine: Vec<Vec<u8>> =
+        (0..9).map(|i| ext(if i == 8 { IPPROTO_TCP } else { dst }, 0)).collect();
+    let mut cut = chain(hop, vec![ext(dst, 0), ext(IPPROTO_TCP, 3)]);
+    cut.truncate(14 + 40 + 8 + 10); // inside the second header
+                                    // (what, frame, the drop reason with port rules, with address rules only)
+    type Case = (&'static str, Vec<u8>, Option<u32>, Option<u32>);
+    let cases: Vec<Case> = vec![
+        ("hop-by-hop, TCP", chain(hop, vec![ext(IPPROTO_TCP, 0)]), Some(2), None),
+        ("dst opts x2", chain(dst, vec![ext(dst, 1), ext(IPPROTO_TCP, 0)]), Some(2), None),
+        ("AH", chain(auth, vec![ah]), Some(2), None),
+        ("first fragment", chain(frag, vec![fragment(IPPROTO_TCP, 0)]), Some(2), None),
+        ("later fragment", chain(frag, vec![fragment(IPPROTO_TCP, 185)]), None, None),
+        ("nine headers", chain(dst, nine), Some(3), None),
+        ("cut inside the chain", cut, Some(3), None),
+        (
+            "TCP to port 80",
+            v6(c6, s6, hop, &[ext(IPPROTO_TCP, 0), tcp_syn(1, 80)].concat()),
+            None,
+            None,
+        ),
+    ];
+    for port_rules in [true, false] {
+        let mut storage = MaybeUninit::uninit();
+        let mut open = CgroupFirewallSkelBuilder::default().open(&mut storage).unwrap();
+        open.maps.rodata_data.as_mut().unwrap().port_rules = port_rules;
+        let skel = open.load().unwrap();
+        if port_rules {
+            skel.maps.denied_ports.update(&8080u16.to_ne_bytes(), &[1], MapFlags::ANY).unwrap();
+        }
+        let reasons = std::cell::RefCell::new(Vec::new());
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.events, |data: &[u8]| {
+                let mut e = drop_event::default();
+                plain::copy_from_bytes(&mut e, data).unwrap();
+                reasons.borrow_mut().push(e.reason.0);
+                0
+            })
+            .unwrap();
+        let ring = builder.build().unwrap();
+        for (what, frame, with_ports, without) in &cases {
+            let want = if port_rules { with_ports } else { without };
+            let run = test_run(&skel.progs.cgroup_egress, frame).unwrap();
+            ring.consume().unwrap();
+            let got: Vec<u32> = reasons.borrow_mut().drain(..).collect();
+            let verdict = if want.is_some() { DROP } else { PASS };
+            assert_eq!(run.action, verdict, "{what} (port rules: {port_rules})");
+            assert_eq!(got, want.iter().copied().collect::<Vec<_>>(), "{what}: reported reasons");
+        }
+    }
 }
 
 // SAFETY: a plain C struct of integers.

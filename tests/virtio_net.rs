@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::lab::Host;
+use ebpf_workshop_dev::lab::Host;
 use nix::sys::signal::Signal;
 
 /// The two NICs: (name, MAC) of each, if the environment names a virtio_net pair.

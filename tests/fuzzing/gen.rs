@@ -382,3 +382,325 @@ pub fn frame(r: &mut Rng) -> (Vec<u8>, &'static str) {
         _ => (random_bytes(r), "random bytes"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Frames for the policy (cgroup_firewall) and the balancer (xdp_lb): TCP, UDP
+// and ICMP between addresses the rules know, behind IPv6 extension-header
+// chains or IPv4 options, fragmented, cut short, with lengths that lie.
+// ---------------------------------------------------------------------------
+
+/// IPv6 extension headers (RFC 8200, RFC 4302 for AH).
+pub const NEXTHDR_HOP: u8 = 0;
+pub const NEXTHDR_ROUTING: u8 = 43;
+pub const NEXTHDR_FRAGMENT: u8 = 44;
+pub const NEXTHDR_AUTH: u8 = 51;
+pub const NEXTHDR_DEST: u8 = 60;
+pub const EXTENSION_HEADERS: [u8; 5] =
+    [NEXTHDR_HOP, NEXTHDR_ROUTING, NEXTHDR_FRAGMENT, NEXTHDR_AUTH, NEXTHDR_DEST];
+
+/// Addresses and ports that a test's rules (or balancer) know: picked often, so
+/// that rules match and connections repeat; random ones otherwise.
+pub struct Pools {
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    pub ports: Vec<u16>,
+}
+
+fn pick_v4(r: &mut Rng, pool: &[Ipv4Addr]) -> Ipv4Addr {
+    if !pool.is_empty() && r.chance(60) {
+        return r.pick(pool);
+    }
+    let a = r.bytes(4);
+    Ipv4Addr::new(a[0], a[1], a[2], a[3])
+}
+
+fn pick_v6(r: &mut Rng, pool: &[Ipv6Addr]) -> Ipv6Addr {
+    if !pool.is_empty() && r.chance(60) {
+        let mut a = r.pick(pool).octets();
+        if r.chance(20) {
+            a[15] = r.u8(); // a neighbour: inside a prefix rule, not the address
+        }
+        return a.into();
+    }
+    v6_unicast(r)
+}
+
+fn pick_port(r: &mut Rng, pool: &[u16]) -> u16 {
+    if !pool.is_empty() && r.chance(50) {
+        r.pick(pool)
+    } else {
+        r.field16()
+    }
+}
+
+/// A TCP segment: any flags (SYN more often), sometimes options (doff > 5), a
+/// little data; checksum random (the programs here only update it).
+pub fn tcp_segment(r: &mut Rng, sport: u16, dport: u16) -> Vec<u8> {
+    let options = if r.chance(25) { r.range(1, 10) * 4 } else { 0 };
+    let mut t = vec![0u8; 20 + options];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..12].copy_from_slice(&r.bytes(8)); // sequence and acknowledgement numbers
+    t[12] = (((20 + options) / 4) as u8) << 4;
+    t[13] = match r.below(5) {
+        0 => 0x02,     // SYN
+        1 => 0x12,     // SYN+ACK
+        2 | 3 => 0x10, // ACK
+        _ => r.u8(),   // anything
+    };
+    t[14..16].copy_from_slice(&r.u16().to_be_bytes());
+    t[16..18].copy_from_slice(&r.field16().to_be_bytes()); // checksum
+    t[20..].copy_from_slice(&r.bytes(options));
+    let data = r.range(0, 40);
+    t.extend(r.bytes(data));
+    t
+}
+
+/// One extension header of kind `kind` whose next header is `next`: Hop-by-Hop,
+/// Routing and Destination options (hdrlen + 1) * 8 bytes, Fragment 8, AH
+/// (hdrlen + 2) * 4. `first_fragment` keeps a Fragment header at offset 0.
+fn ext_header(r: &mut Rng, kind: u8, next: u8, first_fragment: bool) -> Vec<u8> {
+    let hdrlen = r.pick(&[0u8, 0, 0, 1, 2, 3]);
+    let mut h = match kind {
+        NEXTHDR_FRAGMENT => {
+            let offset: u16 =
+                if first_fragment || r.chance(50) { 0 } else { r.range(1, 0x1FFF) as u16 };
+            let more = u16::from(r.chance(70));
+            let mut h = vec![next, 0];
+            h.extend_from_slice(&((offset << 3) | more).to_be_bytes());
+            h.extend(r.bytes(4)); // identification
+            return h;
+        }
+        NEXTHDR_AUTH => {
+            let hdrlen = r.pick(&[1u8, 2, 4]); // 12, 16, 24 bytes
+            let mut h = vec![0u8; (usize::from(hdrlen) + 2) * 4];
+            h[1] = hdrlen;
+            h
+        }
+        _ => {
+            let mut h = vec![0u8; (usize::from(hdrlen) + 1) * 8];
+            h[1] = hdrlen;
+            if r.chance(50) {
+                // PadN over the rest (what setsockopt(IPV6_HOPOPTS) sends), or junk.
+                h[2] = 1;
+                h[3] = (h.len() - 4) as u8;
+            } else {
+                let junk = r.bytes(h.len() - 2);
+                h[2..].copy_from_slice(&junk);
+            }
+            h
+        }
+    };
+    h[0] = next;
+    if kind == NEXTHDR_AUTH {
+        let spi_seq = r.bytes(h.len() - 4);
+        h[4..].copy_from_slice(&spi_seq);
+    }
+    h
+}
+
+/// A chain of extension headers ending in `last`, in any order (the same kind
+/// more than once, and more of them than any walk's bound, sometimes): the
+/// first header's kind and the bytes.
+pub fn ext_chain(r: &mut Rng, last: u8) -> (u8, Vec<u8>) {
+    let n = match r.below(10) {
+        0..=5 => r.range(1, 3),
+        6..=8 => r.range(4, 8),
+        _ => r.range(9, 12),
+    };
+    let kinds: Vec<u8> = (0..n).map(|_| r.pick(&EXTENSION_HEADERS)).collect();
+    let mut bytes = Vec::new();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let next = kinds.get(i + 1).copied().unwrap_or(last);
+        let first = r.chance(60);
+        bytes.extend(ext_header(r, kind, next, first));
+    }
+    (kinds[0], bytes)
+}
+
+/// A transport payload for `proto` between the ports.
+fn l4_bytes(r: &mut Rng, proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    match proto {
+        frames::IPPROTO_TCP => tcp_segment(r, sport, dport),
+        frames::IPPROTO_UDP => {
+            let data = payload(r);
+            frames::udp(sport, dport, &data)
+        }
+        frames::IPPROTO_ICMP => frames::icmp4_echo(frames::ICMP_ECHO, r.u16(), r.u16(), &[0; 8]),
+        frames::IPPROTO_ICMPV6 => vec![128, 0, 0, 0, 1, 2, 3, 4],
+        _ => {
+            let n = r.range(0, 40);
+            r.bytes(n)
+        }
+    }
+}
+
+/// An IPv4 packet with options (sometimes) and fragment bits (sometimes).
+pub fn ipv4_packet(r: &mut Rng, s: Ipv4Addr, d: Ipv4Addr, proto: u8, l4: &[u8]) -> Frame {
+    let mut opts = frames::Ipv4Opts::default();
+    if r.chance(25) {
+        let words = r.range(1, 10);
+        opts.options = if r.chance(50) { vec![1; words * 4] } else { r.bytes(words * 4) };
+    }
+    if r.chance(25) {
+        opts.frag = match r.below(4) {
+            0 => 0x2000,                             // first fragment
+            1 => r.range(1, 0x1FFF) as u16,          // the last one
+            2 => 0x2000 | r.range(1, 0x1FFF) as u16, // one in the middle
+            _ => r.pick(&[0x4000, 0x8000]),          // DF, reserved: whole
+        };
+    }
+    let hlen = 20 + opts.options.len();
+    let ip = frames::ipv4(s, d, proto, &opts, l4);
+    let bytes = ethernet(r, ETH_P_IP, &ip);
+    finish(bytes, false, hlen)
+}
+
+/// An IPv6 packet, often with an extension-header chain before `proto`.
+pub fn ipv6_packet(r: &mut Rng, s: Ipv6Addr, d: Ipv6Addr, proto: u8, l4: &[u8]) -> Frame {
+    let (next, chain) = if r.chance(60) { ext_chain(r, proto) } else { (proto, vec![]) };
+    let ip = frames::ipv6(s, d, next, &[chain.as_slice(), l4].concat());
+    let bytes = ethernet(r, ETH_P_IPV6, &ip);
+    finish(bytes, true, 40 + chain.len())
+}
+
+/// Lie in the length fields, break a header's length, or cut the frame short
+/// anywhere in its headers: the names, for the statistics.
+pub fn damage(r: &mut Rng, f: &mut Frame) -> &'static str {
+    let l3 = f.l3;
+    let b = &mut f.bytes;
+    if b.len() < l3 + 20 {
+        return "short";
+    }
+    match r.below(6) {
+        0 => {
+            // The IP length field: total length (IPv4), payload length (IPv6).
+            let at = if f.v6 { l3 + 4 } else { l3 + 2 };
+            let any = r.u16();
+            let v = r.pick(&[0, 1, 8, 20, 39, 40, 0xFFFF, any]);
+            set16(b, at, v);
+            "lying ip length"
+        }
+        1 if f.v6 && b.len() > l3 + 41 => {
+            // An extension header's own length (or any byte of the chain).
+            let chain = f.l4.saturating_sub(l3 + 40);
+            if chain >= 2 {
+                let at = l3 + 40 + r.below(chain);
+                let any = r.u8();
+                b[at] = r.pick(&[0, 1, 0xFF, any]);
+                return "ipv6 chain byte";
+            }
+            b[l3 + 6] = r.pick(&EXTENSION_HEADERS);
+            "ipv6 next header"
+        }
+        2 if !f.v6 => {
+            b[l3] = (b[l3] & 0xF0) | r.pick(&[0, 1, 4, 6, 15]);
+            "ipv4 bad ihl"
+        }
+        3 if f.l4 + 13 <= b.len() => {
+            b[f.l4 + 12] = r.u8(); // TCP's data offset, if it is TCP
+            "l4 byte 12 (tcp doff)"
+        }
+        4 => {
+            let at = r.below(b.len().min(f.l4 + 24));
+            b[at] = r.u8();
+            "byte flip"
+        }
+        _ => {
+            // Cut short: mostly inside the headers, an extension chain included.
+            let cut = r.below((f.l4 + 9).min(b.len()));
+            b.truncate(cut.max(l3));
+            "truncated"
+        }
+    }
+}
+
+/// A frame for a policy test: TCP, UDP, ICMP or anything, IPv4 or IPv6, between
+/// addresses and ports from `pools`, then maybe damaged; some of the ping
+/// generator's frames and random bytes too.
+pub fn policy_frame(r: &mut Rng, pools: &Pools) -> (Vec<u8>, &'static str) {
+    if r.chance(8) {
+        return frame(r);
+    }
+    let v6 = r.chance(50);
+    let proto = match r.below(10) {
+        0..=3 => frames::IPPROTO_TCP,
+        4..=6 => frames::IPPROTO_UDP,
+        7 => {
+            if v6 {
+                frames::IPPROTO_ICMPV6
+            } else {
+                frames::IPPROTO_ICMP
+            }
+        }
+        8 => r.pick(&[50, 59, 132, 255]), // ESP, no next header, SCTP, reserved
+        _ => r.pick(&EXTENSION_HEADERS),  // an extension header announced, nothing behind it
+    };
+    let (sport, dport) = (pick_port(r, &pools.ports), pick_port(r, &pools.ports));
+    let l4 = l4_bytes(r, proto, sport, dport);
+    let mut f = if v6 {
+        let (s, d) = (pick_v6(r, &pools.v6), pick_v6(r, &pools.v6));
+        ipv6_packet(r, s, d, proto, &l4)
+    } else {
+        let (s, d) = (pick_v4(r, &pools.v4), pick_v4(r, &pools.v4));
+        ipv4_packet(r, s, d, proto, &l4)
+    };
+    if f.l3 == 18 && r.chance(80) {
+        // Mostly untagged: a cgroup program sees no tag (the kernel took it off),
+        // and a test run of a tagged frame is neither IPv4 nor IPv6 to it.
+        f.bytes.drain(12..16);
+        (f.l3, f.l4) = (14, f.l4 - 4);
+    }
+    let chained = f.v6 && f.l4 > f.l3 + 40;
+    let what = if r.chance(35) {
+        damage(r, &mut f)
+    } else if chained {
+        "ipv6 extension chain"
+    } else if f.v6 {
+        "ipv6"
+    } else if f.l4 > f.l3 + 20 || be16(&f.bytes, f.l3 + 6) & 0x3FFF != 0 {
+        "ipv4 options/fragment"
+    } else {
+        "ipv4"
+    };
+    (f.bytes, what)
+}
+
+/// The balancer's world: clients and their ports, the VIP and its ports, the
+/// balancer's own address, the backends.
+pub struct LbPools {
+    pub clients: Vec<Ipv4Addr>,
+    pub client_ports: Vec<u16>,
+    pub vip: Ipv4Addr,
+    pub vip_ports: Vec<u16>,
+    pub lb: Ipv4Addr,
+    pub backends: Vec<Ipv4Addr>,
+}
+
+/// A frame for the balancer: client -> VIP (forward), backend -> balancer
+/// (replies, for connections it knows or not), anything else, then maybe
+/// damaged; IPv6 ones with extension chains, which it must leave alone.
+pub fn lb_frame(r: &mut Rng, p: &LbPools) -> (Vec<u8>, &'static str) {
+    if r.chance(5) {
+        return frame(r);
+    }
+    let pools = Pools { v4: vec![], v6: vec![], ports: vec![] };
+    if r.chance(10) {
+        return policy_frame(r, &pools);
+    }
+    let (what, s, d, sport, dport) = match r.below(10) {
+        0..=4 => {
+            ("forward", r.pick(&p.clients), p.vip, r.pick(&p.client_ports), r.pick(&p.vip_ports))
+        }
+        5..=7 => {
+            ("reply", r.pick(&p.backends), p.lb, r.pick(&p.vip_ports), r.pick(&p.client_ports))
+        }
+        8 => ("to the balancer", pick_v4(r, &p.clients), p.lb, r.u16(), r.u16()),
+        _ => ("elsewhere", pick_v4(r, &p.clients), pick_v4(r, &p.backends), r.u16(), r.u16()),
+    };
+    let proto = if r.chance(90) { frames::IPPROTO_TCP } else { frames::IPPROTO_UDP };
+    let l4 = l4_bytes(r, proto, sport, dport);
+    let mut f = ipv4_packet(r, s, d, proto, &l4);
+    let what = if r.chance(25) { damage(r, &mut f) } else { what };
+    (f.bytes, what)
+}

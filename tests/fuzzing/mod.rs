@@ -3,6 +3,10 @@
 //! compared with what the program must do by a reference model written here in
 //! Rust ([`model`]): the verdict and every output byte.
 //!
+//! tests/fuzz_cgroup_firewall.rs and tests/fuzz_xdp_lb.rs bring their own frames
+//! ([`gen::policy_frame`], [`gen::lb_frame`]: IPv6 extension-header chains, IPv4
+//! options and fragments, lying lengths) and models with state.
+//!
 //! Reproducible: each test prints its seed; run again with
 //! `FUZZ_SEED=<n> cargo test --test fuzz_<program>` (and `FUZZ_CASES=<n>`,
 //! default 100000, for more or fewer frames per program).
@@ -22,6 +26,8 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
+pub const CGROUP_SKB_DROP: u32 = 0;
+pub const CGROUP_SKB_PASS: u32 = 1;
 
 /// Every test run refuses frames shorter than an Ethernet header.
 pub const ETH_HLEN: usize = 14;
@@ -148,6 +154,9 @@ pub enum Expect {
 pub enum Hook {
     Xdp,
     Tc,
+    /// cgroup_skb: the program sees the packet from its IP header on, and the
+    /// kernel refuses the same short frames as for TC.
+    Cgroup,
 }
 
 pub fn verdict_name(hook: Hook, action: u32) -> String {
@@ -157,11 +166,13 @@ pub fn verdict_name(hook: Hook, action: u32) -> String {
         (Hook::Xdp, XDP_TX) => "XDP_TX".into(),
         (Hook::Tc, TC_ACT_OK) => "TC_ACT_OK".into(),
         (Hook::Tc, TC_ACT_SHOT) => "TC_ACT_SHOT".into(),
+        (Hook::Cgroup, CGROUP_SKB_DROP) => "drop (0)".into(),
+        (Hook::Cgroup, CGROUP_SKB_PASS) => "pass (1)".into(),
         (_, n) => format!("action {n}"),
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -174,7 +185,7 @@ pub fn check(
 ) -> Option<String> {
     let run = match got {
         Err(_) if frame.len() < ETH_HLEN => return None,
-        Err(_) if hook == Hook::Tc && skb_may_refuse(frame) => return None,
+        Err(_) if hook != Hook::Xdp && skb_may_refuse(frame) => return None,
         Err(e) => return Some(format!("kernel refused a {}-byte frame: {e}", frame.len())),
         Ok(_) if frame.len() < ETH_HLEN => {
             return Some(format!("kernel accepted a {}-byte frame", frame.len()))
@@ -186,6 +197,11 @@ pub fn check(
         Expect::Reply(a, r) => (*a, &r.frame[..], r.loose_csum_at),
     };
     let same_bytes = match loose {
+        // A cgroup program's test run gives the packet back from the IP header
+        // on, behind 14 zero bytes: the Ethernet header was never its to see.
+        None if hook == Hook::Cgroup => {
+            run.frame.len() == want.len() && run.frame[ETH_HLEN..] == want[ETH_HLEN..]
+        }
         None => run.frame == want,
         Some(at) => {
             // Checksum compared as a one's complement value: 0x0000 == 0xFFFF.
@@ -246,8 +262,23 @@ impl Report {
 pub fn fuzz(
     name: &'static str,
     hook: Hook,
-    mut run: impl FnMut(&[u8]) -> std::io::Result<TestRun>,
+    run: impl FnMut(&[u8]) -> std::io::Result<TestRun>,
     expect: impl Fn(&[u8]) -> Expect,
+) -> Report {
+    fuzz_with(name, hook, gen::frame, run, expect, |_, _| None)
+}
+
+/// [`fuzz`] with frames from `generate`, a model that may keep state (`expect`
+/// sees the frames in order, each before it runs), and `after`, which may check
+/// more than verdict and bytes once a frame has run (a drop report, a map): its
+/// `Some(difference)` counts as a mismatch too.
+pub fn fuzz_with(
+    name: &'static str,
+    hook: Hook,
+    mut generate: impl FnMut(&mut Rng) -> (Vec<u8>, &'static str),
+    mut run: impl FnMut(&[u8]) -> std::io::Result<TestRun>,
+    mut expect: impl FnMut(&[u8]) -> Expect,
+    mut after: impl FnMut(&[u8], &TestRun) -> Option<String>,
 ) -> Report {
     let (seed, n) = (seed(), cases());
     eprintln!("{name}: FUZZ_SEED={seed} FUZZ_CASES={n} ({})", replay_hint(seed));
@@ -259,7 +290,7 @@ pub fn fuzz(
     let (mut replies, mut loose_replies) = (0, 0);
     let mut examples = Vec::new();
     for case in 0..n {
-        let (frame, family) = gen::frame(&mut rng);
+        let (frame, family) = generate(&mut rng);
         *families.entry(family).or_default() += 1;
         let want = expect(&frame);
         let got = run(&frame);
@@ -275,7 +306,11 @@ pub fn fuzz(
         if got.is_err() {
             longest_refused = longest_refused.max(frame.len());
         }
-        if let Some(diff) = check(hook, &frame, &got, &want) {
+        let diff = check(hook, &frame, &got, &want).or_else(|| {
+            let run = got.as_ref().ok()?;
+            after(&frame, run).map(|d| format!("{d}\n  frame:    {}", hex(&frame)))
+        });
+        if let Some(diff) = diff {
             mismatches += 1;
             if examples.len() < 5 {
                 examples.push(format!(

@@ -202,3 +202,56 @@ pub fn answer(f: &[u8]) -> Option<Reply> {
 pub fn is_ping(f: &[u8]) -> bool {
     parse(f).is_some_and(|p| is_echo_request(f, &p))
 }
+
+/// What walking an IPv6 packet's extension headers finds (bpf/include/ipv6_ext.h),
+/// from the RFCs' rules: Hop-by-Hop (0), Routing (43) and Destination options (60)
+/// are (hdrlen + 1) * 8 bytes, Fragment (44) 8, AH (51) (hdrlen + 2) * 4; any other
+/// next header ends the chain. A walker reads the first 4 bytes of each header
+/// (next header, length, and for Fragment its offset), and gives up after
+/// `IPV6_EXT_MAX` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// The first header that is not an extension header: its protocol and offset
+    /// (which may lie beyond the frame, if the last extension header says so).
+    Found { proto: u8, at: usize },
+    /// A fragment with a non-zero offset: no transport header here. `proto` is
+    /// the Fragment header's next header.
+    LaterFragment { proto: u8 },
+    /// The frame ends inside the chain (fewer than 4 bytes of a header left), or
+    /// the chain is longer than the bound. `proto`: the last header reached.
+    Unreadable { proto: u8 },
+}
+
+pub const IPV6_EXT_MAX: usize = 8;
+
+pub fn ext_len(proto: u8, hdrlen: u8) -> Option<usize> {
+    match proto {
+        0 | 43 | 60 => Some((usize::from(hdrlen) + 1) * 8),
+        44 => Some(8),
+        51 => Some((usize::from(hdrlen) + 2) * 4),
+        _ => None,
+    }
+}
+
+/// Walk the chain of the IPv6 packet whose fixed header starts at `l3`.
+pub fn ipv6_walk(f: &[u8], l3: usize) -> Walk {
+    let (mut proto, mut at) = (f[l3 + 6], l3 + 40);
+    for _ in 0..IPV6_EXT_MAX {
+        if ext_len(proto, 0).is_none() {
+            return Walk::Found { proto, at };
+        }
+        if at + 4 > f.len() {
+            return Walk::Unreadable { proto };
+        }
+        if proto == 44 && be16(f, at + 2) & 0xFFF8 != 0 {
+            return Walk::LaterFragment { proto: f[at] };
+        }
+        let len = ext_len(proto, f[at + 1]).unwrap();
+        proto = f[at];
+        at += len;
+    }
+    match ext_len(proto, 0) {
+        Some(_) => Walk::Unreadable { proto },
+        None => Walk::Found { proto, at },
+    }
+}
