@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::skel::xdp_lb::XdpLbSkelBuilder;
-use common::{assert_unloaded, bpf_prog_ids, eventually, spawn, test_run, unique, xdp_on, Running};
+use common::{assert_unloaded, bpf_prog_ids, scaled, spawn, test_run, unique, xdp_on, Running};
 use ebpf_workshop::netns::in_namespace;
 use ebpf_workshop_dev::frames::{checksum, ethernet, ipv4, udp, Ipv4Opts, ETH_P_IP, IPPROTO_TCP};
 use ebpf_workshop_dev::lab::{answered_by, serve_name, Host, LbLab, LB_PORT};
