@@ -9,8 +9,8 @@
 //   load-objects -d DEV -c CGROUP_DIR -k FUNC[,FUNC] OBJ.bpf.o ...
 //
 // -d: an interface for XDP, TC and socket filters (a veth end); -c: a cgroup v2
-// directory for cgroup_skb; -k: the functions an untargeted SEC("kprobe") and
-// SEC("kretprobe") go on (tcpconnect: tcp_v4_connect,tcp_v6_connect).
+// directory for cgroup_skb, sock_ops and cgroup/connect*; -k: the functions an untargeted
+// SEC("kprobe") and SEC("kretprobe") go on (tcpconnect: tcp_v4_connect,tcp_v6_connect).
 // Prints one line per program and "load-objects: N passed, N failed".
 // Built statically with aarch64-linux-gnu-gcc against Debian's libbpf-dev:arm64.
 #include <arpa/inet.h>
@@ -39,6 +39,7 @@
     46 /* enum bpf_attach_type BPF_TCX_INGRESS (6.6), newer than this libbpf */
 
 static const char *dev, *cgroup_dir, *kprobe_funcs;
+static struct bpf_object *cur_obj; // the object being tried (SK_MSG needs its socket map)
 static int ifindex, passed, failed;
 static char why[256];
 
@@ -137,6 +138,27 @@ static int attach_detach(struct bpf_program *prog, char *how, size_t n) {
         snprintf(how, n, "SO_ATTACH_BPF on a packet socket bound to %s", dev);
         return err;
     }
+    case BPF_PROG_TYPE_SK_MSG: {
+        // SK_MSG attaches to a socket map, not a hook: the object's SOCKHASH/SOCKMAP
+        // (bpf_prog_attach; a bpf_link for it is 6.10+).
+        struct bpf_map *m;
+        int mfd = -1;
+        bpf_object__for_each_map(m, cur_obj) {
+            if (bpf_map__type(m) == BPF_MAP_TYPE_SOCKHASH ||
+                bpf_map__type(m) == BPF_MAP_TYPE_SOCKMAP)
+                mfd = bpf_map__fd(m);
+        }
+        if (mfd < 0)
+            return fail("no socket map in the object for SK_MSG");
+        if (bpf_prog_attach(fd, mfd, BPF_SK_MSG_VERDICT, 0))
+            return fail("SK_MSG on the socket map: %s", strerror(errno));
+        if (bpf_prog_detach2(fd, mfd, BPF_SK_MSG_VERDICT))
+            err = fail("detaching SK_MSG: %s", strerror(errno));
+        snprintf(how, n, "SK_MSG verdict on its socket map");
+        return err;
+    }
+    case BPF_PROG_TYPE_SOCK_OPS:
+    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR:
     case BPF_PROG_TYPE_CGROUP_SKB: {
         int cg = open(cgroup_dir, O_RDONLY | O_DIRECTORY);
         if (cg < 0)
@@ -203,6 +225,7 @@ static void load_object(const char *path) {
         bpf_object__close(obj);
         return;
     }
+    cur_obj = obj;
     bpf_object__for_each_program(prog, obj) {
         char how[160] = "";
         struct bpf_prog_info info = {};
