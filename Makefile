@@ -6,7 +6,11 @@ CARGO      ?= cargo
 # Debian/Ubuntu packages the workshop needs: clang compiles bpf/*.bpf.c, libelf/zlib
 # are linked by libbpf, bpftool writes vmlinux.h and shows loaded programs, iproute2
 # and iputils-ping drive the lab.
-DEB_PKGS   := clang clang-format llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iputils-ping
+# nftables: the kernel's own firewall and NAT, what the router and balancer chapters
+# are compared with (and the router test's drop-everything forward chain).
+DEB_PKGS   := clang clang-format llvm libelf-dev zlib1g-dev pkg-config bpftool iproute2 iputils-ping nftables
+# make bench also drives real servers and clients: nginx, ab, wrk, iperf3, ethtool.
+BENCH_PKGS := nginx apache2-utils wrk iperf3 ethtool
 ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e 's/riscv64/riscv/' -e 's/ppc64le/powerpc/' -e 's/s390x/s390/' -e 's/loongarch64/loongarch/')
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
@@ -92,6 +96,7 @@ test-kernels: deps ## the kernel-dependent tests inside Debian's 5.10, 6.1, 6.12
 	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"
 	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels
 
+bench: DEB_PKGS += $(BENCH_PKGS)
 bench: deps ## measure program cost, ping three ways, events, start-up (release build; SECTIONS="1 3" for some)
 	@echo "==> bench: cargo build --release, then target/release/bench $(SECTIONS) (prints markdown, writes target/bench.json)"
 	$(CARGO) build --release --examples --bins
