@@ -158,6 +158,12 @@ int xdp_router(struct xdp_md *ctx) {
             n->ttl++;
             return XDP_PASS;
         }
+        /* Options (record route, router alert...) ask every router on the path to
+         * act; the kernel knows how. Most packets have none (ihl 5: 20 bytes). */
+        if (p.ip->ihl != IPV4_MIN_IHL) {
+            n->options++;
+            return XDP_PASS;
+        }
         fib.family = AF_INET;
         fib.tos = p.ip->tos;
         fib.l4_protocol = p.ip->protocol;
@@ -171,6 +177,10 @@ int xdp_router(struct xdp_md *ctx) {
         }
         if (ipv6_link_local(&p.ip6->saddr) || ipv6_link_local(&p.ip6->daddr)) {
             n->local++;
+            return XDP_PASS;
+        }
+        if (p.ip6->nexthdr == 0) { /* hop-by-hop options: the same, for IPv6 */
+            n->options++;
             return XDP_PASS;
         }
         fib.family = AF_INET6;
@@ -228,8 +238,8 @@ int xdp_router(struct xdp_md *ctx) {
     (*sent)++;
 
     /* XDP_REDIRECT: the frame leaves by the egress device, without the kernel's
-     * network stack. flags 0: if the device is not in the map the frame is
-     * dropped (5.10 has no fallback action in the flags). On veth it lands in
+     * network stack. flags 0: a key missing from the map would drop the frame
+     * (the `forwarded` lookup made sure it is there). On veth it lands in
      * the peer's XDP receive path, which needs an XDP program there (the lab
      * gives the client and the server one). */
     return bpf_redirect_map(&egress, fib.ifindex, 0);

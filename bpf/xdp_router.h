@@ -8,11 +8,12 @@
 /* Why a packet went to the kernel instead, one copy per CPU (key 0 of `counts`).
  * The forwarded ones are counted per egress interface, in `forwarded`. */
 struct router_counts {
-    __u64 not_ip;       /* ARP, LLDP...: not for the FIB */
-    __u64 malformed;    /* shorter than its headers claim */
-    __u64 ttl;          /* TTL (hop limit) 1 or 0: the kernel says "time exceeded" */
-    __u64 local;        /* for the router itself, or broadcast/multicast */
-    __u64 no_neigh;     /* next hop's MAC unknown: the kernel resolves it */
+    __u64 not_ip;    /* ARP, LLDP...: not for the FIB */
+    __u64 malformed; /* shorter than its headers claim */
+    __u64 ttl;       /* TTL (hop limit) 1 or 0: the kernel says "time exceeded" */
+    __u64 options;   /* IPv4 options, IPv6 hop-by-hop header: each router acts on them */
+    __u64 local;     /* for the router itself, or broadcast/multicast */
+    __u64 no_neigh;  /* next hop's MAC unknown: the kernel resolves it */
     __u64 fwd_disabled; /* forwarding switched off in this namespace */
     __u64 unroutable;   /* no route, blackhole, prohibit, too big for the egress MTU */
     __u64 not_ours;     /* the route leaves by an interface we were not given */

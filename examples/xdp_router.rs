@@ -203,6 +203,7 @@ fn summary(
         ("not IP", c.not_ip),
         ("malformed", c.malformed),
         ("ttl", c.ttl),
+        ("options", c.options),
         ("for the router", c.local),
         ("no neighbour", c.no_neigh),
         ("forwarding off", c.fwd_disabled),

@@ -254,6 +254,21 @@ fn test_runs_forward_byte_exact_and_pass_the_rest() {
         // Cases that never reach the lookup: every kernel, no context needed.
         let ttl1 = frame4(rc_mac, client_mac, c.ipv4, s.ipv4, 1);
         let hop1 = frame6(rc_mac, client_mac, c.ipv6, s.ipv6, 1);
+        let opts = Ipv4Opts { options: vec![1, 1, 1, 0], ..Default::default() }; // NOP x3, end
+        let options = ethernet(
+            rc_mac,
+            client_mac,
+            None,
+            ETH_P_IP,
+            &ipv4(c.ipv4, s.ipv4, IPPROTO_UDP, &opts, &udp(1, 9, b"x")),
+        );
+        let hop_by_hop = ethernet(
+            rc_mac,
+            client_mac,
+            None,
+            ETH_P_IPV6,
+            &ipv6(c.ipv6, s.ipv6, 0, &[58, 0, 1, 4, 0, 0, 0, 0]),
+        );
         let arp = ethernet(BROADCAST_MAC, client_mac, None, ETH_P_ARP, &[0u8; 28]);
         let vlan = ethernet(
             rc_mac,
@@ -262,9 +277,14 @@ fn test_runs_forward_byte_exact_and_pass_the_rest() {
             ETH_P_IP,
             &frame4(rc_mac, client_mac, c.ipv4, s.ipv4, 64)[14..],
         );
-        for (what, f) in
-            [("TTL 1", &ttl1), ("hop limit 1", &hop1), ("ARP", &arp), ("VLAN-tagged", &vlan)]
-        {
+        for (what, f) in [
+            ("TTL 1", &ttl1),
+            ("hop limit 1", &hop1),
+            ("ARP", &arp),
+            ("VLAN-tagged", &vlan),
+            ("IPv4 options", &options),
+            ("hop-by-hop", &hop_by_hop),
+        ] {
             let run = test_run(prog, f).unwrap();
             assert_eq!((run.action, &run.frame), (XDP_PASS, f), "{what}: passed untouched");
         }
