@@ -80,7 +80,7 @@ fn a_bridge_port_under_the_default_route_is_guarded() {
     let lb = ["br0", "--vip", "10.99.0.1", "--backend", "10.99.0.2"];
     assert_refused(&ns, "xdp_lb", &lb, "br0");
     assert_refused(&ns, "xdp_router", &["a1", "a0"], "br0"); // it skips the firewall
-    // Answering or dropping pings cannot: it runs, and says in one line what it does.
+                                                             // Answering or dropping pings cannot: it runs, and says in one line what it does.
     for (example, args) in [
         ("xdp_pingpong", &["a0"][..]),
         ("tc_pingpong", &["a0"][..]),
