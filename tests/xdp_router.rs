@@ -149,6 +149,28 @@ fn nothing_forwards_after_sigint_or_sigkill() {
 }
 
 #[test]
+fn a_missing_neighbour_goes_to_the_kernel_once_then_the_fast_path() {
+    // No firewall here: the kernel must forward the first packet to resolve the MAC.
+    let lab = RouterLab::up(&unique("ebpfws-r")).expect("building the router lab");
+    let mut router = run_router(&lab, &[]);
+    lab.router.run(&["ip", "neigh", "flush", "dev", lab.router_server_side.iface]).unwrap();
+    let out = lab
+        .client
+        .cmd("ping")
+        .args(["-n", "-c", "3", "-i", "0.2", "-W", "1"])
+        .arg(lab.server.ipv4.to_string())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains(" 3 received"), "{out}");
+    let done = router.stop(Signal::SIGINT, Duration::from_secs(5));
+    let summary = done.stderr.lines().find(|l| l.starts_with("forwarded out:")).expect("a summary");
+    // The first request went to the kernel (it sent ARP, then the request); the
+    // other two took the fast path.
+    assert!(summary.contains("veth-rs 2;") && summary.contains("no neighbour 1"), "{summary}");
+}
+
+#[test]
 fn refuses_to_start_with_forwarding_off() {
     let lab = RouterLab::up(&unique("ebpfws-r")).expect("building the router lab");
     lab.router.sysctl("net/ipv4/ip_forward", "0").unwrap();
