@@ -15,8 +15,9 @@ ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/' -e
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB        := ebpfws
 LB_LAB     := ebpflb
+ROUTER_LAB := ebpfws-rt
 
-.PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-reset lab-down status bench new book clean test-kernels
+.PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-router lab-reset lab-down status bench new book clean test-kernels
 EXAMPLE    ?= hello
 # mdbook builds the book (make book); cargo installs it into CARGO_HOME when missing.
 MDBOOK_VERSION := 0.5.4
@@ -79,6 +80,10 @@ lab-lb: deps ## build the load-balancer lab: client, balancer, two backends on a
 	@echo "==> lab-lb: namespaces $(LB_LAB)-client, -lb, -b1, -b2 on a bridge in $(LB_LAB)-br; a service on each backend"
 	$(CARGO) run --quiet --bin lab -- up-lb --name $(LB_LAB)
 
+lab-router: deps ## build the router lab: client and server on two subnets, a router between
+	@echo "==> lab-router: namespaces $(ROUTER_LAB)-client, -router, -server; two veth pairs, IPv4 and IPv6"
+	$(CARGO) run --quiet --bin lab -- up-router --name $(ROUTER_LAB)
+
 lab-reset: ## put the lab back as `make lab` made it (kernel echo replies on, nothing attached)
 	@echo "==> lab-reset: removing and rebuilding $(LAB)-client and $(LAB)-server"
 	$(CARGO) run --quiet --bin lab -- reset --name $(LAB)
@@ -87,10 +92,11 @@ status: ## show what is attached in the lab (XDP, TCX and netlink TC) and the ec
 	@echo "==> status: programs attached in $(LAB)-client and $(LAB)-server"
 	$(CARGO) run --quiet --bin lab -- status --name $(LAB)
 
-lab-down: ## remove the labs (packet and load-balancer) and everything attached to them
-	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server, and the $(LB_LAB)-* ones"
+lab-down: ## remove the labs (packet, load-balancer, router) and everything attached to them
+	@echo "==> lab-down: deleting namespaces $(LAB)-client and $(LAB)-server, the $(LB_LAB)-* and $(ROUTER_LAB)-* ones"
 	$(CARGO) run --quiet --bin lab -- down --name $(LAB)
 	$(CARGO) run --quiet --bin lab -- down --name $(LB_LAB)
+	$(CARGO) run --quiet --bin lab -- down --name $(ROUTER_LAB)
 
 test-kernels: deps ## the kernel-dependent tests inside Debian's 5.10, 6.1, 6.12, 7.2 and arm64 kernels (QEMU; .ci/kernels.list)
 	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"

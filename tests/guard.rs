@@ -79,7 +79,8 @@ fn a_bridge_port_under_the_default_route_is_guarded() {
     assert_refused(&ns, "solution_tc_drop_port", &["a0", "--port", "2222"], "br0");
     let lb = ["br0", "--vip", "10.99.0.1", "--backend", "10.99.0.2"];
     assert_refused(&ns, "xdp_lb", &lb, "br0");
-    // Answering or dropping pings cannot: it runs, and says in one line what it does.
+    assert_refused(&ns, "xdp_router", &["a1", "a0"], "br0"); // it skips the firewall
+                                                             // Answering or dropping pings cannot: it runs, and says in one line what it does.
     for (example, args) in [
         ("xdp_pingpong", &["a0"][..]),
         ("tc_pingpong", &["a0"][..]),

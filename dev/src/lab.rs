@@ -13,6 +13,8 @@
 //!
 //! [`LbLab`] is the second layout, for xdp_lb: a client, a load balancer and two
 //! backends on one bridge (`make lab-lb`; picture below, at its code).
+//! [`RouterLab`] is the third, for xdp_router: a client and a server on two
+//! subnets with a router between them (`make lab-router`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -508,4 +510,163 @@ fn tx_checksum_off(iface: &str) -> Result<()> {
         bail!("turning TX checksum offload off on {iface}: {}", std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+// ---- the router lab ------------------------------------------------------------
+//
+// Three hosts: a client and a server on two subnets, and a router between them,
+// each in a namespace of its own, joined by two veth pairs. IPv4 and IPv6 on both
+// sides; the client's and the server's default routes point at the router.
+//
+// ```text
+//   <name>-client            <name>-router                   <name>-server
+//   veth-client   <─ veth ─> veth-rc         veth-rs <─ veth ─> veth-server
+//   10.79.1.2/24             10.79.1.1/24    10.79.2.1/24       10.79.2.2/24
+//   fd79:1::2/64             fd79:1::1/64    fd79:2::1/64       fd79:2::2/64
+//   (XDP pass)               ip_forward=1, IPv6 forwarding=1    (XDP pass)
+// ```
+
+/// The router's interfaces: towards the client, towards the server.
+pub const ROUTER_CLIENT_IF: &str = "veth-rc";
+pub const ROUTER_SERVER_IF: &str = "veth-rs";
+
+/// A client and a server on two subnets, and a router between them.
+pub struct RouterLab {
+    pub name: String,
+    pub client: Host,
+    /// The router, as the client sees it (veth-rc, 10.79.1.1, fd79:1::1).
+    pub router: Host,
+    /// The router, as the server sees it (veth-rs, 10.79.2.1, fd79:2::1).
+    pub router_server_side: Host,
+    pub server: Host,
+    keep: bool,
+}
+
+impl RouterLab {
+    /// The namespace names of lab `name`.
+    pub fn namespaces(name: &str) -> Vec<String> {
+        ["client", "router", "server"].iter().map(|h| format!("{name}-{h}")).collect()
+    }
+
+    /// Build lab `name`: namespaces `<name>-client`, `-router` and `-server`.
+    pub fn up(name: &str) -> Result<RouterLab> {
+        let host = |h: &str, iface: &'static str, net: u16, last: u16| Host {
+            ns: format!("{name}-{h}"),
+            iface,
+            ipv4: Ipv4Addr::new(10, 79, net as u8, last as u8),
+            ipv6: Ipv6Addr::new(0xfd79, net, 0, 0, 0, 0, 0, last),
+        };
+        let mut lab = RouterLab {
+            name: name.to_string(),
+            client: host("client", CLIENT_IF, 1, 2),
+            router: host("router", ROUTER_CLIENT_IF, 1, 1),
+            router_server_side: host("router", ROUTER_SERVER_IF, 2, 1),
+            server: host("server", SERVER_IF, 2, 2),
+            keep: true, // an existing lab of the same name must survive a failed attempt
+        };
+        let all = RouterLab::namespaces(name);
+        for ns in &all {
+            if std::path::Path::new(NETNS_DIR).join(ns).exists() {
+                bail!("network namespace {ns} already exists: remove the old lab first (`make lab-down`)");
+            }
+        }
+        lab.keep = false; // from here on, dropping `lab` removes what was built
+        for ns in &all {
+            run_checked(Command::new("ip").args(["netns", "add", ns]))?;
+            in_namespace(ns, || {
+                std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0")
+            })??;
+        }
+        // Both pairs are created inside the namespaces: nothing appears in the root one.
+        for (a, b) in [(&lab.client, &lab.router), (&lab.router_server_side, &lab.server)] {
+            run_checked(Command::new("ip").args([
+                "-n", &a.ns, "link", "add", a.iface, "type", "veth", "peer", "name", b.iface,
+                "netns", &b.ns,
+            ]))?;
+        }
+        for end in [&lab.client, &lab.server] {
+            // xdp_router's frames leave the router by XDP_REDIRECT and land in the
+            // XDP receive path of the veth peer, which (as for XDP_TX, see Lab::up)
+            // exists only while that end has an XDP program of its own: this
+            // pass-everything one. Without it every forwarded frame vanishes.
+            in_namespace(&end.ns, || attach_xdp_pass(end.iface))??;
+            // XDP forwards a frame as its sender wrote it: a TCP or UDP checksum
+            // that the sender's kernel left to "hardware" (veth's checksum offload)
+            // would reach the other side unfinished and be dropped there. With TX
+            // checksum offload off, the client and the server finish their own.
+            in_namespace(&end.ns, || tx_checksum_off(end.iface))??;
+        }
+        let hosts = [&lab.client, &lab.router, &lab.router_server_side, &lab.server];
+        for h in hosts {
+            let ip = |args: &[&str]| run_checked(Command::new("ip").args(["-n", &h.ns]).args(args));
+            ip(&["addr", "add", &format!("{}/24", h.ipv4), "dev", h.iface])?;
+            ip(&["addr", "add", &format!("{}/64", h.ipv6), "dev", h.iface, "nodad"])?;
+            ip(&["link", "set", "lo", "up"])?;
+            ip(&["link", "set", h.iface, "up"])?;
+        }
+        for (h, via) in [(&lab.client, &lab.router), (&lab.server, &lab.router_server_side)] {
+            let ip = |args: &[&str]| run_checked(Command::new("ip").args(["-n", &h.ns]).args(args));
+            ip(&["route", "add", "default", "via", &via.ipv4.to_string()])?;
+            ip(&["-6", "route", "add", "default", "via", &via.ipv6.to_string()])?;
+        }
+        // The router forwards: the kernel's switch, which bpf_fib_lookup() obeys too.
+        lab.router.sysctl("net/ipv4/ip_forward", "1")?;
+        lab.router.sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        for h in hosts {
+            wait_until_up(h)?;
+        }
+        // The router's neighbour table, filled now: one ping each way. Without an
+        // entry bpf_fib_lookup() answers NO_NEIGH and the packet goes to the kernel,
+        // which resolves the neighbour only on its own forwarding path (a firewall
+        // that drops forwarded packets stops that too).
+        for to in [&lab.client, &lab.server] {
+            for addr in [to.ipv4.to_string(), to.ipv6.to_string()] {
+                lab.router
+                    .run(&["ping", "-c", "1", "-W", "2", "-q", &addr])
+                    .with_context(|| format!("the router cannot reach {addr}"))?;
+            }
+        }
+        Ok(lab)
+    }
+
+    /// The kernel's forwarding off in the firewall (or back on): an nftables
+    /// forward chain on the router that drops every packet. Only XDP, which runs
+    /// before netfilter, can then get a packet across.
+    pub fn drop_forwarded(&self, drop: bool) -> Result<()> {
+        let script = if drop {
+            "table inet ebpfws_router { chain forward { type filter hook forward priority 0; policy drop; }; }"
+        } else {
+            "delete table inet ebpfws_router"
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.router.ns, "nft", script]);
+        run_checked(&mut cmd).context("nftables (`nft`, package nftables) is needed")?;
+        Ok(())
+    }
+
+    /// Remove lab `name`: deleting the namespaces deletes the veth pairs and every
+    /// program attached. Missing parts are fine.
+    pub fn down(name: &str) -> Result<()> {
+        for ns in RouterLab::namespaces(name) {
+            if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
+                run_checked(Command::new("ip").args(["netns", "del", &ns]))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leave the lab in place when this value is dropped (for `make lab-router`).
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for RouterLab {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = RouterLab::down(&self.name) {
+                eprintln!("removing lab {}: {e:#}", self.name);
+            }
+        }
+    }
 }

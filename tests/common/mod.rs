@@ -190,5 +190,5 @@ pub mod skel {
             }
         )*};
     }
-    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong, xdp_lb, cgroup_firewall);
+    skeletons!(xdp, xdp_pingpong, tc, tc_pingpong, xdp_lb, cgroup_firewall, xdp_router);
 }

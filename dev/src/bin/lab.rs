@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use ebpf_workshop_dev::lab::{Lab, LbLab};
+use ebpf_workshop_dev::lab::{Lab, LbLab, RouterLab};
 
 /// Two network namespaces joined by a veth pair, to try the packet examples safely.
 #[derive(Parser)]
@@ -31,6 +31,9 @@ enum Action {
     /// Build the load-balancer lab (client, balancer, two backends on a bridge),
     /// start each backend's service in the background, and print how to use it.
     UpLb,
+    /// Build the router lab (a client and a server on two subnets, a router
+    /// between them) and print how to use it.
+    UpRouter,
     /// The backends' TCP service: answer each connection with "served by NAME"
     /// (run inside a backend's namespace; `up-lb` starts it).
     Serve {
@@ -50,6 +53,7 @@ fn main() -> Result<()> {
         Action::Down => {
             Lab::down(&args.name)?;
             LbLab::down(&args.name)?;
+            RouterLab::down(&args.name)?;
             println!("lab {} removed", args.name);
         }
         Action::Reset => {
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         }
         Action::Status => status(&args.name)?,
         Action::UpLb => up_lb(&args.name)?,
+        Action::UpRouter => up_router(&args.name)?,
         Action::Serve { answer, port } => {
             let listener = std::net::TcpListener::bind(("0.0.0.0", port))
                 .map_err(|e| anyhow::anyhow!("listening on port {port}: {e}"))?;
@@ -179,6 +184,39 @@ fn up_lb(name: &str) -> Result<()> {
     println!(
         "Take a backend out while it runs: type `remove {}` (Enter) where xdp_lb runs.",
         lab.backends[1].ipv4
+    );
+    println!("Remove it with `make lab-down`.");
+    lab.keep();
+    Ok(())
+}
+
+/// `make lab-router`: the router lab, and how to try xdp_router in it.
+fn up_router(name: &str) -> Result<()> {
+    use ebpf_workshop_dev::lab::{ROUTER_CLIENT_IF, ROUTER_SERVER_IF};
+    let lab = RouterLab::up(name)?;
+    let (c, r, rs, s) = (&lab.client, &lab.router, &lab.router_server_side, &lab.server);
+    println!("lab {} is up:", lab.name);
+    println!("  client: namespace {:<18} {} {} {}", c.ns, c.iface, c.ipv4, c.ipv6);
+    println!("  router: namespace {:<18} {} {} {}", r.ns, r.iface, r.ipv4, r.ipv6);
+    println!("          {:<28} {} {} {}", "", rs.iface, rs.ipv4, rs.ipv6);
+    println!("  server: namespace {:<18} {} {} {}", s.ns, s.iface, s.ipv4, s.ipv6);
+    println!("  (the router forwards; {} and {} carry XDP pass programs)", c.iface, s.iface);
+    println!();
+    println!("Run the router in XDP:");
+    println!("  cargo build --examples");
+    println!(
+        "  sudo ip netns exec {} target/debug/examples/xdp_router {ROUTER_CLIENT_IF} {ROUTER_SERVER_IF} --verbose",
+        r.ns
+    );
+    println!("and ping (or traceroute) the server from the client:");
+    println!("  sudo ip netns exec {} ping -c 3 {}", c.ns, s.ipv4);
+    println!("  sudo ip netns exec {} ping -c 3 {}", c.ns, s.ipv6);
+    println!(
+        "To see that the kernel's firewall no longer sees these packets, drop all it forwards:"
+    );
+    println!(
+        "  sudo ip netns exec {} nft 'table inet ebpfws_router {{ chain forward {{ type filter hook forward priority 0; policy drop; }}; }}'",
+        r.ns
     );
     println!("Remove it with `make lab-down`.");
     lab.keep();

@@ -15,6 +15,7 @@ mod in_place;
 mod net_events;
 mod ping;
 mod program_cost;
+mod router;
 mod startup;
 mod stats;
 mod xdp_lb;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ebpf_workshop_dev::harness::{self, Finished, Running, Stdout};
-use ebpf_workshop_dev::lab::{Lab, LbLab};
+use ebpf_workshop_dev::lab::{Lab, LbLab, RouterLab};
 use nix::sys::signal::Signal;
 
 use figures::Figures;
@@ -39,7 +40,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A section: its number, its heading, the examples it runs.
 type Section = (u32, fn() -> String, &'static [&'static str]);
 
-const SECTIONS: [Section; 8] = [
+const SECTIONS: [Section; 9] = [
     (1, in_place::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter"]),
     (2, program_cost::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong"]),
     (3, ping::title, &["xdp_pingpong", "tc_pingpong"]),
@@ -48,6 +49,7 @@ const SECTIONS: [Section; 8] = [
     (6, events::title, &["hello"]),
     (7, xdp_lb::title, &["xdp_lb"]),
     (8, batching::title, &["xdp_pingpong", "xdp_pingpong_batched"]),
+    (9, router::title, &["xdp_router"]),
 ];
 
 fn main() -> Result<()> {
@@ -90,6 +92,7 @@ fn main() -> Result<()> {
             6 => events::run(ex, &mut json)?,
             7 => xdp_lb::run(ex, &mut json)?,
             8 => batching::run(&lab, ex, &mut json)?,
+            9 => router::run(ex, &mut json)?,
             _ => unreachable!("SECTIONS lists {n}"),
         }
     }
@@ -145,12 +148,14 @@ struct Undo {
     lab: Option<String>,
     /// The load-balancer lab of section 7, while it exists.
     lb_lab: Option<String>,
+    /// The router lab of section 9, while it exists.
+    router_lab: Option<String>,
     /// kernel.bpf_stats_enabled's value before the bench changed it.
     stats: Option<String>,
 }
 
 static UNDO: std::sync::Mutex<Undo> =
-    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, stats: None });
+    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, router_lab: None, stats: None });
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
     UNDO.lock().unwrap_or_else(|e| e.into_inner())
@@ -167,6 +172,9 @@ fn interrupted() {
     }
     if let Some(lab) = &undo.lb_lab {
         let _ = LbLab::down(lab);
+    }
+    if let Some(lab) = &undo.router_lab {
+        let _ = RouterLab::down(lab);
     }
     eprintln!("interrupted: examples stopped, lab removed, {} restored", stats::BPF_STATS);
     std::process::exit(130);
