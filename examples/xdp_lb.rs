@@ -102,8 +102,8 @@ fn main() -> Result<(), OneSentence> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "balance connections in place of the kernel")?;
-    // The balancer's own address: with --mode nat the backends see it as their
-    // client, so their replies come back here. The VIP must be ours too, to get the clients' frames.
+    // The VIP must be ours, to get the clients' frames; and an address of our own:
+    // with --mode nat the backends see it as their client, and reply to it.
     let (addrs, vip, name) = (ipv4_addresses(&iface.name), args.vip, &iface.name);
     if !addrs.contains(&vip) {
         Err(anyhow!(
