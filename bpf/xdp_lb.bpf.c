@@ -31,7 +31,8 @@
  * again for a backend's reply. Both are LRU maps: when full, the least recently
  * used entry makes room, so they cannot grow without bound.
  *
- * IPv4 and TCP only; everything else goes to the kernel untouched.
+ * TCP only; IPv4 in both modes, IPv6 in dsr (--vip6); everything else goes to
+ * the kernel untouched.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -61,6 +62,8 @@ const volatile __be32 lb_addr =
     0; /* nat: the balancer's own address, the backends' client */
 const volatile bool dsr = true;                /* --mode dsr (true) or nat (false) */
 const volatile bool report_connections = true; /* --quiet sets it false */
+const volatile __u32 vip6[4] = {};             /* --vip6, as it lies in packets */
+const volatile bool has_vip6 = false;
 
 /* The backends, one slot each, written by user space: at start from --backend,
  * and while running when a backend is added or removed (`live`). */
@@ -103,6 +106,22 @@ struct {
     __type(key, struct flow);   /* client, VIP, client port, VIP port */
     __type(value, struct conn);
 } conns SEC(".maps");
+
+/* An IPv6 TCP connection (dsr only). */
+struct flow6 {
+    __u32 saddr[4];
+    __u32 daddr[4];
+    __be16 sport;
+    __be16 dport;
+};
+
+/* Forward state for IPv6: as `conns`. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct flow6);
+    __type(value, struct conn);
+} conns6 SEC(".maps");
 
 /* nat: how to send a backend's reply back to the client. */
 struct reply {
@@ -180,6 +199,14 @@ static __always_inline __u32 pick_backend(__u32 h) {
     __u32 i = h % MAGLEV_SIZE;
     struct maglev_slot *m = bpf_map_lookup_elem(&maglev, &i);
     return m ? m->slot : MAX_BACKENDS;
+}
+
+/* IPv6: fold the addresses' words into the same kind of hash. */
+static __always_inline __u32 flow6_hash(const struct flow6 *f) {
+    __u32 h = mix32(((__u32)f->sport << 16) | f->dport);
+    for (int i = 0; i < 4; i++) /* unrolled by clang: a constant bound */
+        h = mix32(h ^ f->saddr[i] ^ mix32(f->daddr[i]));
+    return h;
 }
 
 static __always_inline bool is_syn(const struct tcphdr *tcp) {
@@ -313,6 +340,44 @@ static __always_inline int forward(struct lb_counts *n, struct packet *p,
     return XDP_TX;
 }
 
+/* IPv6 client -> VIP6, dsr only: forward()'s steps without nat. Connections
+ * are counted, not reported (struct lb_event holds IPv4 addresses). */
+static __always_inline int forward6(struct lb_counts *n, struct packet *p,
+                                    struct tcphdr *tcp) {
+    struct flow6 f = {.sport = tcp->source, .dport = tcp->dest};
+    __builtin_memcpy(f.saddr, &p->ip6->saddr, sizeof(f.saddr));
+    __builtin_memcpy(f.daddr, &p->ip6->daddr, sizeof(f.daddr));
+    struct conn *known = bpf_map_lookup_elem(&conns6, &f);
+    struct conn c = {.slot = known ? known->slot : MAX_BACKENDS};
+    struct backend *b = NULL;
+    if (c.slot < MAX_BACKENDS)
+        b = bpf_map_lookup_elem(&backends, &c.slot);
+    if (!b || is_syn(tcp)) {
+        c.slot = pick_backend(flow6_hash(&f));
+        b = c.slot < MAX_BACKENDS ? bpf_map_lookup_elem(&backends, &c.slot) : NULL;
+        if (!b) {
+            n->no_backend++;
+            return XDP_DROP;
+        }
+        bpf_map_update_elem(&conns6, &f, &c, BPF_ANY);
+        struct backend_counts *bc = bpf_map_lookup_elem(&per_backend, &c.slot);
+        if (bc)
+            bc->connections++;
+    }
+    struct backend_counts *bc = bpf_map_lookup_elem(&per_backend, &c.slot);
+    if (bc)
+        bc->packets++;
+    __builtin_memcpy(p->eth->h_source, p->eth->h_dest, ETH_ALEN);
+    __builtin_memcpy(p->eth->h_dest, b->mac, ETH_ALEN);
+    n->forwarded++;
+    return XDP_TX;
+}
+
+static __always_inline bool is_vip6(const struct ipv6hdr *ip6) {
+    const __u32 *d = (const __u32 *)&ip6->daddr;
+    return d[0] == vip6[0] && d[1] == vip6[1] && d[2] == vip6[2] && d[3] == vip6[3];
+}
+
 /* nat: backend -> balancer: if it belongs to a connection we forwarded, rewrite
  * it back to the client, as if the VIP answered. */
 static __always_inline int reply(struct lb_counts *n, struct packet *p,
@@ -345,10 +410,16 @@ int xdp_lb(struct xdp_md *ctx) {
      * return false/NULL for a frame too short for what its headers claim (the
      * verifier also demands those checks before any read). A later fragment has
      * no TCP header at all; a first one is left to the kernel too. */
-    if (parse_packet(&p, data, data_end) && p.ip && p.l4proto == IPPROTO_TCP &&
-        !ipv4_is_fragment(p.ip))
+    bool ok = parse_packet(&p, data, data_end) && p.l4proto == IPPROTO_TCP;
+    if (ok && p.ip && !ipv4_is_fragment(p.ip))
         tcp = parse_tcp(&p.c);
-    if (!tcp) {
+    /* IPv6 with TCP right after its header (extension headers are not walked). */
+    if (ok && p.ip6 && dsr && has_vip6 && is_vip6(p.ip6)) {
+        tcp = parse_tcp(&p.c);
+        if (tcp)
+            return forward6(n, &p, tcp);
+    }
+    if (!tcp || !p.ip) {
         n->passed++;
         return XDP_PASS;
     }

@@ -11,6 +11,7 @@
 //!   rewritten towards the backend, and its replies are rewritten back.
 //!
 //! This host's kernel never sees the balanced packets. Everything else passes.
+//! TCP; IPv4, and IPv6 too with `--vip6` (dsr only).
 //!
 //! Hook: XDP (`SEC("xdp")`) through a bpf_link: nothing stays attached after exit.
 //!
@@ -25,7 +26,7 @@
 
 use std::io::BufRead;
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -83,6 +84,9 @@ struct Args {
     /// A backend's address (repeat the option); its MAC comes from `ip neigh`.
     #[arg(long = "backend", required = true)]
     backends: Vec<Ipv4Addr>,
+    /// An IPv6 VIP too (dsr only), balanced over the same backends (which own it).
+    #[arg(long)]
+    vip6: Option<Ipv6Addr>,
     /// dsr: the backends own the VIP too (on lo) and answer clients directly.
     #[arg(long, value_enum, default_value = "dsr")]
     mode: Mode,
@@ -128,6 +132,16 @@ fn main() -> Result<(), OneSentence> {
     rodata.lb_addr = u32::from_ne_bytes(own.octets());
     rodata.report_connections = !args.quiet;
     rodata.dsr = args.mode == Mode::Dsr;
+    if let Some(vip6) = args.vip6 {
+        if args.mode == Mode::Nat {
+            Err(anyhow!("--vip6 works with --mode dsr only (nat is IPv4 only)"))?;
+        }
+        // Four 32-bit words as they lie in packets.
+        for (word, bytes) in rodata.vip6.iter_mut().zip(vip6.octets().chunks(4)) {
+            *word = u32::from_ne_bytes(bytes.try_into().unwrap());
+        }
+        rodata.has_vip6 = true;
+    }
 
     // load: maps created, program verified. Then fill the backend table.
     let skel = open.load().context("loading the XDP program into the kernel")?;
@@ -151,10 +165,11 @@ fn main() -> Result<(), OneSentence> {
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
     eprintln!(
-        "attached: XDP program xdp_lb on {} ({} mode), VIP {}, balancer {own}, {}",
+        "attached: XDP program xdp_lb on {} ({} mode), VIP {}{}, balancer {own}, {}",
         iface.name,
         xdp::mode(&iface),
         args.vip,
+        args.vip6.map(|v| format!(" and {v}")).unwrap_or_default(),
         if args.mode == Mode::Dsr { "direct server return" } else { "full NAT" }
     );
     backends.print();

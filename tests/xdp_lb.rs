@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use common::skel::xdp_lb::XdpLbSkelBuilder;
 use common::{assert_unloaded, bpf_prog_ids, scaled, spawn, test_run, unique, xdp_on, Running};
 use ebpf_workshop::netns::in_namespace;
-use ebpf_workshop_dev::frames::{checksum, ethernet, ipv4, udp, Ipv4Opts, ETH_P_IP, IPPROTO_TCP};
-use ebpf_workshop_dev::lab::{answered_by, serve_name, Host, LbLab, LB_PORT};
+use ebpf_workshop_dev::frames::{
+    checksum, ethernet, ipv4, ipv6, udp, Ipv4Opts, ETH_P_IP, IPPROTO_TCP,
+};
+use ebpf_workshop_dev::lab::{answered_by, serve_name, Host, LbLab, LB_PORT, LB_VIP6};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags};
 use nix::sys::signal::Signal;
@@ -28,9 +30,9 @@ use nix::sys::signal::Signal;
 fn lb_lab() -> LbLab {
     let lab = LbLab::up(&unique("ebpflb-t")).expect("building the load-balancer lab");
     for (b, name) in lab.backends.iter().zip(["b1", "b2"]) {
-        let listener = in_namespace(&b.ns, || std::net::TcpListener::bind(("0.0.0.0", LB_PORT)))
-            .unwrap()
-            .unwrap();
+        // [::] takes IPv4 connections too (bindv6only is 0).
+        let listener =
+            in_namespace(&b.ns, || std::net::TcpListener::bind(("::", LB_PORT))).unwrap().unwrap();
         thread::spawn(move || serve_name(listener, name));
     }
     lab
@@ -363,6 +365,31 @@ fn two_clients_with_the_same_source_port_are_both_answered() {
 }
 
 #[test]
+fn dsr_over_ipv6_answered_and_balanced() {
+    let lab = lb_lab();
+    let mut cmd = lab.lb.cmd(common::example_path("xdp_lb"));
+    cmd.args(backend_args(&lab)).args(["--vip6", &LB_VIP6.to_string()]);
+    let mut lb = spawn(cmd);
+    lb.wait_attached();
+    let vip6 = SocketAddr::new(LB_VIP6.into(), LB_PORT);
+    let results = fetch_many(&lab.client, vip6, 400, 4);
+    let done = lb.stop(Signal::SIGINT, Duration::from_secs(5));
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 400 failed, e.g. {:?}\n{}",
+        failed.len(),
+        failed[0],
+        done.stderr
+    );
+    let b1 = results.iter().filter(|r| r.as_deref() == Ok("b1")).count();
+    assert!((140..=260).contains(&b1), "unbalanced: b1 {b1} of 400");
+    // Counted by the program (IPv6 connections are not reported line by line).
+    let summary = done.stderr.lines().find(|l| l.starts_with("connections:")).expect("a summary");
+    assert!(summary.contains(&format!("10.78.0.11 {b1} ")), "{summary}");
+}
+
+#[test]
 fn a_backend_missing_from_the_neighbour_table_is_named() {
     let lab = lb_lab();
     let mut cmd = lab.lb.cmd(common::example_path("xdp_lb"));
@@ -545,6 +572,53 @@ fn dsr_leaves_ip_and_tcp_alone_and_keeps_no_reply_state() {
     // Packets to the balancer's own address are not replies in dsr: the kernel's.
     let own = frame(BACKEND_MACS[0], LB_MAC, BACKENDS[0], LB, LB_PORT, 41000, ACK, &[]);
     assert_eq!(test_run(&skel.progs.xdp_lb, &own).unwrap().action, XDP_PASS);
+}
+
+#[test]
+fn ipv6_dsr_rewrite_changes_only_the_macs() {
+    let client6: std::net::Ipv6Addr = "fd78::1".parse().unwrap();
+    let other6: std::net::Ipv6Addr = "fd78::99".parse().unwrap();
+    let six = |dst, sport: u16, flags| {
+        // The checksum is never read nor changed in dsr: any value does.
+        let segment = tcp(CLIENT, VIP, sport, LB_PORT, flags, b"hi");
+        ethernet(LB_MAC, CLIENT_MAC, None, 0x86DD, &ipv6(client6, dst, IPPROTO_TCP, &segment))
+    };
+    for dsr in [true, false] {
+        let storage = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = XdpLbSkelBuilder::default().open(storage).unwrap();
+        let rodata = open.maps.rodata_data.as_mut().unwrap();
+        rodata.vip = u32::from_ne_bytes(VIP.octets());
+        rodata.dsr = dsr;
+        for (w, b) in rodata.vip6.iter_mut().zip(LB_VIP6.octets().chunks(4)) {
+            *w = u32::from_ne_bytes(b.try_into().unwrap());
+        }
+        rodata.has_vip6 = true;
+        let skel = open.load().unwrap();
+        set_live(&skel, 0, true);
+        set_live(&skel, 1, true);
+        let mut seen = [0; 2];
+        for sport in 42000..42064u16 {
+            for flags in [SYN, PSH_ACK] {
+                let f = six(LB_VIP6, sport, flags);
+                let run = test_run(&skel.progs.xdp_lb, &f).unwrap();
+                if !dsr {
+                    assert_eq!((run.action, &run.frame), (XDP_PASS, &f), "nat is IPv4 only");
+                    continue;
+                }
+                assert_eq!(run.action, XDP_TX);
+                let slot = BACKEND_MACS.iter().position(|m| run.frame[0..6] == *m).unwrap();
+                let mut expected = f.clone();
+                expected[0..6].copy_from_slice(&BACKEND_MACS[slot]);
+                expected[6..12].copy_from_slice(&LB_MAC);
+                assert_eq!(run.frame, expected, "IPv6 dsr rewrite");
+                seen[slot] += usize::from(flags == SYN);
+            }
+        }
+        assert!(!dsr || (seen[0] > 10 && seen[1] > 10), "spread {seen:?}");
+        // IPv6 to another address passes.
+        let f = six(other6, 42000, SYN);
+        assert_eq!(test_run(&skel.progs.xdp_lb, &f).unwrap().action, XDP_PASS);
+    }
 }
 
 #[test]
