@@ -1,9 +1,14 @@
-/* What xdp_lb.bpf.c shares with examples/xdp_lb.rs: the backend table that user
- * space fills, the report of a new connection, and the counters. Rust reads them
- * as the skeleton's `types::backend`, `types::lb_event`, `types::lb_counts`. */
+/* What xdp_lb.bpf.c shares with examples/xdp_lb.rs: the backend table and the
+ * Maglev lookup table that user space fills, the report of a new connection, and
+ * the counters. Rust reads them as the skeleton's `types::backend`,
+ * `types::lb_event`, `types::lb_counts`, `types::maglev_slot`. */
 #pragma once
 
 #define MAX_BACKENDS 16 /* slots in the `backends` array */
+/* Entries of the Maglev table: a prime (the table is built from permutations of
+ * 0..M-1, which need M prime), and much larger than MAX_BACKENDS so that every
+ * backend's share is within a fraction of a percent of even. Katran's is 65537. */
+#define MAGLEV_SIZE 65537
 
 /* One backend, as user space writes it into `backends` (one slot each). */
 struct backend {
@@ -13,14 +18,13 @@ struct backend {
     __u8 _pad;
 };
 
-/* The slots that take new connections, written by user space whenever a backend
- * is added or removed, so that the program picks one without a loop. */
-struct live_set {
-    __u32 count;              /* how many of slot[] are valid */
-    __u32 slot[MAX_BACKENDS]; /* the live backends' slots in `backends` */
+/* One entry of the Maglev table (`maglev`): the slot in `backends` that owns it,
+ * or MAX_BACKENDS when no backend is live. */
+struct maglev_slot {
+    __u32 slot;
 };
 
-/* A new connection, reported once, when the balancer picks its backend. */
+/* A new connection, reported once per SYN, when the balancer picks its backend. */
 struct lb_event {
     __u64 ts_ns;       /* bpf_ktime_get_ns() */
     __be32 client;     /* client address, network byte order */
@@ -33,10 +37,10 @@ struct lb_event {
 /* Totals, one copy per CPU (key 0 of `counts`). */
 struct lb_counts {
     __u64 forwarded;  /* client -> VIP packets sent on to a backend */
-    __u64 returned;   /* backend -> client packets sent back to the client */
+    __u64 returned;   /* backend -> client packets sent back to the client (nat) */
     __u64 passed;     /* everything else, handed to the kernel untouched */
     __u64 no_backend; /* new connections dropped: no live backend */
-    __u64 collisions; /* new connections dropped: their reply key was taken */
+    __u64 collisions; /* new connections dropped: no free source port (nat) */
     __u64 lost;       /* reports that found the ring buffer full */
 };
 

@@ -1,11 +1,17 @@
 //! # xdp_lb — a load balancer in XDP (the capstone)
 //!
 //! Clients connect to a virtual address (the VIP) that this host owns. For each
-//! new TCP connection the XDP program picks a backend by a hash of the
-//! connection's addresses and ports, rewrites the frame towards it (MACs, IPs,
-//! checksums) and sends it straight back out with `XDP_TX`; the backend's replies
-//! are rewritten back to the client the same way. This host's kernel never sees
-//! the balanced packets. Everything else passes to the kernel untouched.
+//! new TCP connection the XDP program picks a backend from a Maglev table (built
+//! here, see src/maglev.rs) by a hash of the connection's addresses and ports,
+//! and sends the frame straight back out towards it with `XDP_TX`:
+//! - `--mode dsr` (direct server return, the default): only the destination MAC
+//!   changes; the backends own the VIP on a non-ARPing interface and answer the
+//!   client directly, so replies never come back through here.
+//! - `--mode nat` (full NAT): addresses, a fresh source port and checksums are
+//!   rewritten towards the backend, and its replies are rewritten back.
+//!
+//! This host's kernel never sees the balanced packets. Everything else passes.
+//! TCP; IPv4, and IPv6 too with `--vip6` (dsr only).
 //!
 //! Hook: XDP (`SEC("xdp")`) through a bpf_link: nothing stays attached after exit.
 //!
@@ -20,16 +26,17 @@
 
 use std::io::BufRead;
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use ebpf_workshop::error::OneSentence;
 use ebpf_workshop::format::Clock;
 use ebpf_workshop::iface::{guard_default_route, interface, ipv4_addresses};
+use ebpf_workshop::maglev;
 use ebpf_workshop::maps::per_cpu_sum;
 use ebpf_workshop::neigh::{mac_of, mac_string};
 use ebpf_workshop::preflight::{self, Needs};
@@ -41,7 +48,7 @@ use libbpf_rs::{ErrorKind, MapCore, MapFlags, RingBufferBuilder};
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/xdp_lb.skel.rs"));
 }
-use skel::types::{backend, backend_counts, lb_counts, lb_event, live_set};
+use skel::types::{backend, backend_counts, lb_counts, lb_event, maglev_slot};
 use skel::XdpLbSkelBuilder;
 
 // SAFETY: plain C structs of integers: any bytes of the right length are a value.
@@ -49,14 +56,18 @@ unsafe impl plain::Plain for backend {}
 unsafe impl plain::Plain for backend_counts {}
 unsafe impl plain::Plain for lb_counts {}
 unsafe impl plain::Plain for lb_event {}
-unsafe impl plain::Plain for live_set {}
+unsafe impl plain::Plain for maglev_slot {}
 
 /// The longest a report waits in the ring buffer (see bpf/include/wakeup.h).
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-/// `MAX_BACKENDS` in bpf/xdp_lb.h (the slots of the `backends` map), taken from the
-/// generated type rather than copied by hand.
-fn max_backends() -> usize {
-    live_set::default().slot.len()
+
+/// How frames reach the backends (see bpf/xdp_lb.bpf.c).
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Mode {
+    /// Direct server return: only the MAC changes; the backends answer the client.
+    Dsr,
+    /// Full NAT: the backends see this host as their client; replies come back here.
+    Nat,
 }
 
 /// Balance TCP connections to a virtual address over backends, in XDP.
@@ -73,6 +84,12 @@ struct Args {
     /// A backend's address (repeat the option); its MAC comes from `ip neigh`.
     #[arg(long = "backend", required = true)]
     backends: Vec<Ipv4Addr>,
+    /// An IPv6 VIP too (dsr only), balanced over the same backends (which own it).
+    #[arg(long)]
+    vip6: Option<Ipv6Addr>,
+    /// dsr: the backends own the VIP too (on lo) and answer clients directly.
+    #[arg(long, value_enum, default_value = "dsr")]
+    mode: Mode,
     /// No line per new connection, only the counts.
     #[arg(long)]
     quiet: bool,
@@ -89,11 +106,8 @@ fn main() -> Result<(), OneSentence> {
     preflight::check(Needs::Networking)?;
     let iface = interface(&args.iface)?;
     guard_default_route(&iface, args.force, "balance connections in place of the kernel")?;
-    if args.backends.len() > max_backends() {
-        Err(anyhow!("at most {} backends (MAX_BACKENDS in bpf/xdp_lb.h)", max_backends()))?;
-    }
-    // The balancer's own address: the backends see it as their client, so their
-    // replies come back here. The VIP must be ours too, to get the clients' frames.
+    // The VIP must be ours, to get the clients' frames; and an address of our own:
+    // with --mode nat the backends see it as their client, and reply to it.
     let (addrs, vip, name) = (ipv4_addresses(&iface.name), args.vip, &iface.name);
     if !addrs.contains(&vip) {
         Err(anyhow!(
@@ -117,12 +131,29 @@ fn main() -> Result<(), OneSentence> {
     rodata.vip = u32::from_ne_bytes(args.vip.octets()); // network byte order, as in packets
     rodata.lb_addr = u32::from_ne_bytes(own.octets());
     rodata.report_connections = !args.quiet;
+    rodata.dsr = args.mode == Mode::Dsr;
+    if let Some(vip6) = args.vip6 {
+        if args.mode == Mode::Nat {
+            Err(anyhow!("--vip6 works with --mode dsr only (nat is IPv4 only)"))?;
+        }
+        // Four 32-bit words as they lie in packets.
+        for (word, bytes) in rodata.vip6.iter_mut().zip(vip6.octets().chunks(4)) {
+            *word = u32::from_ne_bytes(bytes.try_into().unwrap());
+        }
+        rodata.has_vip6 = true;
+    }
 
     // load: maps created, program verified. Then fill the backend table.
     let skel = open.load().context("loading the XDP program into the kernel")?;
-    let mut table: Vec<backend> = Vec::new();
+    let mut backends = Backends {
+        slots: &skel.maps.backends,
+        maglev: &skel.maps.maglev,
+        table: Vec::new(),
+        lookup: Vec::new(),
+        iface: iface.name.clone(),
+    };
     for &addr in &args.backends {
-        set_backend(&skel.maps.backends, &skel.maps.live, &mut table, addr, true, &iface.name)?;
+        backends.set(addr, true)?;
     }
 
     // One interface runs one XDP program: refuse (or, with --replace, remove)
@@ -134,12 +165,14 @@ fn main() -> Result<(), OneSentence> {
         .attach_xdp(iface.index as i32)
         .with_context(|| format!("attaching the XDP program to {}", iface.name))?;
     eprintln!(
-        "attached: XDP program xdp_lb on {} ({} mode), VIP {}, balancer {own}",
+        "attached: XDP program xdp_lb on {} ({} mode), VIP {}{}, balancer {own}, {}",
         iface.name,
         xdp::mode(&iface),
-        args.vip
+        args.vip,
+        args.vip6.map(|v| format!(" and {v}")).unwrap_or_default(),
+        if args.mode == Mode::Dsr { "direct server return" } else { "full NAT" }
     );
-    print_backends(&table);
+    backends.print();
 
     // Backend changes come as lines on stdin, read on a thread of their own and
     // applied between polls (a map update is one system call; the program sees
@@ -170,7 +203,7 @@ fn main() -> Result<(), OneSentence> {
     })?;
     let ring = builder.build().context("setting up the ring buffer")?;
 
-    let mut last = (Instant::now(), connections(&skel.maps.per_backend, &table)?);
+    let mut last = (Instant::now(), connections(&skel.maps.per_backend, &backends.table)?);
     while !stop.load(Ordering::SeqCst) {
         match ring.poll(POLL_TIMEOUT).and_then(|()| ring.consume()) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
@@ -181,7 +214,7 @@ fn main() -> Result<(), OneSentence> {
         // A line on stdin changes the backend table: one map update, which the
         // program sees on its next packet.
         for line in commands.try_iter() {
-            match command(&line, &skel.maps.backends, &skel.maps.live, &mut table, &iface.name) {
+            match backends.command(&line) {
                 Ok(Some(done)) => println!("{:<9} {done}", clock.now()),
                 Ok(None) => {}
                 Err(e) => eprintln!("{line}: {e:#}"),
@@ -189,9 +222,10 @@ fn main() -> Result<(), OneSentence> {
         }
         // Every second, while connections come: how many each backend got so far.
         if last.0.elapsed() >= Duration::from_secs(1) {
-            let now = connections(&skel.maps.per_backend, &table)?;
+            let now = connections(&skel.maps.per_backend, &backends.table)?;
             if now != last.1 {
-                println!("{:<9} {:<8} {}", clock.now(), "counts", counts_line(&table, &now));
+                let line = counts_line(&backends.table, &now);
+                println!("{:<9} {:<8} {line}", clock.now(), "counts");
             }
             last = (Instant::now(), now);
         }
@@ -203,54 +237,109 @@ fn main() -> Result<(), OneSentence> {
     let n: lb_counts = per_cpu_sum(&skel.maps.counts, 0)?;
     eprintln!(
         "connections: {}",
-        counts_line(&table, &connections(&skel.maps.per_backend, &table)?)
+        counts_line(&backends.table, &connections(&skel.maps.per_backend, &backends.table)?)
     );
     eprintln!(
-        "packets: forwarded {}, returned {}, passed {}; dropped: no live backend {}, port collisions {}; {} events lost",
+        "packets: forwarded {}, returned {}, passed {}; dropped: no live backend {}, no free port {}; {} events lost",
         n.forwarded, n.returned, n.passed, n.no_backend, n.collisions, n.lost
     );
     Ok(())
 }
 
-/// Write backend `addr` into the `backends` map: `live` takes new connections, or
-/// not (removed: its connections drain). A new address takes the next free slot.
-/// Then the list of live slots, from which the program picks.
-fn set_backend(
-    map: &dyn MapCore,
-    live_map: &dyn MapCore,
-    table: &mut Vec<backend>,
-    addr: Ipv4Addr,
-    live: bool,
-    iface: &str,
-) -> Result<()> {
-    let key = u32::from_ne_bytes(addr.octets());
-    // The MAC first: a backend the balancer cannot reach takes no slot.
-    let mac = if live { Some(mac_of(addr, iface)?) } else { None }; // (again: it may change)
-    let slot = match table.iter().position(|b| b.addr == key) {
-        Some(slot) => slot,
-        None if !live => bail!("{addr} is not a backend"),
-        None if table.len() == max_backends() => bail!("all {} slots are taken", max_backends()),
-        None => {
-            table.push(backend { addr: key, ..Default::default() });
-            table.len() - 1
+/// The backends as the program sees them: `table` mirrors the `backends` map (a
+/// slot each), `lookup` the `maglev` map (slot numbers), as last written.
+struct Backends<'m> {
+    slots: &'m dyn MapCore,
+    maglev: &'m dyn MapCore,
+    table: Vec<backend>,
+    lookup: Vec<u32>,
+    iface: String,
+}
+
+impl Backends<'_> {
+    /// Write backend `addr` into the `backends` map: `live` takes new connections,
+    /// or not (removed: its connections drain). A new address takes the next free
+    /// slot. Then rebuild the Maglev table over the live ones.
+    fn set(&mut self, addr: Ipv4Addr, live: bool) -> Result<()> {
+        let key = u32::from_ne_bytes(addr.octets());
+        // The MAC first: a backend the balancer cannot reach takes no slot.
+        let mac = if live { Some(mac_of(addr, &self.iface)?) } else { None }; // (it may change)
+        let max = self.slots.max_entries() as usize; // MAX_BACKENDS in bpf/xdp_lb.h
+        let slot = match self.table.iter().position(|b| b.addr == key) {
+            Some(slot) => slot,
+            None if !live => bail!("{addr} is not a backend"),
+            None if self.table.len() == max => bail!("all {max} backend slots are taken"),
+            None => {
+                self.table.push(backend { addr: key, ..Default::default() });
+                self.table.len() - 1
+            }
+        };
+        if let Some(mac) = mac {
+            self.table[slot].mac = mac;
         }
-    };
-    if let Some(mac) = mac {
-        table[slot].mac = mac;
+        self.table[slot].live = live as u8;
+        // SAFETY: a plain C struct, viewed as its bytes.
+        let value = unsafe { plain::as_bytes(&self.table[slot]) };
+        self.slots
+            .update(&(slot as u32).to_ne_bytes(), value, MapFlags::ANY)
+            .with_context(|| format!("writing backend {addr} into the backends map"))?;
+        self.write_maglev()
     }
-    table[slot].live = live as u8;
-    // SAFETY: a plain C struct, viewed as its bytes.
-    let value = unsafe { plain::as_bytes(&table[slot]) };
-    map.update(&(slot as u32).to_ne_bytes(), value, MapFlags::ANY)
-        .with_context(|| format!("writing backend {addr} into the backends map"))?;
-    let mut set = live_set::default();
-    for (slot, _) in table.iter().enumerate().filter(|(_, b)| b.live == 1) {
-        set.slot[set.count as usize] = slot as u32;
-        set.count += 1;
+
+    /// Build the Maglev table over the live backends (named by their addresses)
+    /// and write the entries that changed: about 1/N of them when one backend comes
+    /// or goes. Each entry is one update; a packet in between sees an entry of the
+    /// old table or of the new one, both real backends.
+    fn write_maglev(&mut self) -> Result<()> {
+        let size = self.maglev.max_entries() as usize; // MAGLEV_SIZE, a prime
+        let live: Vec<u32> =
+            (0..self.table.len() as u32).filter(|&s| self.table[s as usize].live == 1).collect();
+        let names: Vec<u32> = live.iter().map(|&s| self.table[s as usize].addr).collect();
+        let none = self.slots.max_entries(); // MAX_BACKENDS: "no live backend"
+        let new: Vec<u32> = match maglev::table(&names, size) {
+            t if t.is_empty() => vec![none; size],
+            t => t.into_iter().map(|i| live[i]).collect(),
+        };
+        for (i, &slot) in new.iter().enumerate() {
+            if self.lookup.get(i) != Some(&slot) {
+                let value = maglev_slot { slot };
+                // SAFETY: a plain C struct, viewed as its bytes.
+                let bytes = unsafe { plain::as_bytes(&value) };
+                self.maglev
+                    .update(&(i as u32).to_ne_bytes(), bytes, MapFlags::ANY)
+                    .context("writing the Maglev table")?;
+            }
+        }
+        self.lookup = new;
+        Ok(())
     }
-    // SAFETY: a plain C struct, viewed as its bytes.
-    let value = unsafe { plain::as_bytes(&set) };
-    live_map.update(&0u32.to_ne_bytes(), value, MapFlags::ANY).context("writing the live set")
+
+    fn print(&self) {
+        for (slot, b) in self.table.iter().enumerate() {
+            let state = if b.live == 1 { "live" } else { "removed" };
+            let share = self.lookup.iter().filter(|&&s| s == slot as u32).count();
+            let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
+            let mac = mac_string(&b.mac);
+            eprintln!("backend {slot}: {addr:<15} {mac} {state}, {share} Maglev entries");
+        }
+    }
+
+    /// Apply one stdin line: `add ADDR`, `remove ADDR` or `list`. What to print.
+    fn command(&mut self, line: &str) -> Result<Option<String>> {
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [verb @ ("add" | "remove"), addr] => {
+                let addr: Ipv4Addr = addr.parse().context("not an IPv4 address")?;
+                self.set(addr, verb == "add")?;
+                Ok(Some(format!("{verb:<8} {:<22} {addr}", "")))
+            }
+            ["list"] => {
+                self.print();
+                Ok(None)
+            }
+            [] => Ok(None),
+            _ => bail!("commands: add ADDR, remove ADDR, list"),
+        }
+    }
 }
 
 /// Connections each backend got, from the per-CPU `per_backend` counters.
@@ -272,35 +361,4 @@ fn counts_line(table: &[backend], counts: &[u64]) -> String {
         })
         .collect();
     parts.join(", ")
-}
-
-fn print_backends(table: &[backend]) {
-    for (slot, b) in table.iter().enumerate() {
-        let state = if b.live == 1 { "live" } else { "removed" };
-        let addr = Ipv4Addr::from(b.addr.to_ne_bytes());
-        eprintln!("backend {slot}: {addr:<15} {} {state}", mac_string(&b.mac));
-    }
-}
-
-/// Apply one stdin line: `add ADDR`, `remove ADDR` or `list`. What to print.
-fn command(
-    line: &str,
-    map: &dyn MapCore,
-    live_map: &dyn MapCore,
-    table: &mut Vec<backend>,
-    iface: &str,
-) -> Result<Option<String>> {
-    match line.split_whitespace().collect::<Vec<_>>()[..] {
-        [verb @ ("add" | "remove"), addr] => {
-            let addr: Ipv4Addr = addr.parse().context("not an IPv4 address")?;
-            set_backend(map, live_map, table, addr, verb == "add", iface)?;
-            Ok(Some(format!("{verb:<8} {:<22} {addr}", "")))
-        }
-        ["list"] => {
-            print_backends(table);
-            Ok(None)
-        }
-        [] => Ok(None),
-        _ => bail!("commands: add ADDR, remove ADDR, list"),
-    }
 }

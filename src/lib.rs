@@ -14,6 +14,7 @@
 //! - [`maps`]: add up the per-CPU copies of a counter map.
 //! - [`batches`]: wait for xdp_pingpong_batched's report batches (the batching chapter).
 //! - [`error`]: `main`'s errors as one sentence, never a backtrace.
+//! - [`maglev`]: Maglev consistent hashing, the lookup table xdp_lb picks backends from.
 //! - [`neigh`]: the MAC address of a neighbour, from the kernel's ARP table.
 //! - [`pings`], [`format`]: rows and columns a person can scan.
 //! - [`netns`]: run code inside a named network namespace; namespace and interface ids.
@@ -29,6 +30,7 @@ pub mod format;
 pub mod iface;
 pub mod kprobe_fallback;
 pub mod libbpf_output;
+pub mod maglev;
 pub mod maps;
 pub mod neigh;
 pub mod netns;

@@ -1,9 +1,10 @@
-//! Fuzzing xdp_lb (examples/xdp_lb.rs) against a model with state, written here:
-//! client -> VIP frames go to a backend (picked for a new connection, remembered
-//! for a known one, the reply's way recorded), backend -> balancer frames of a
-//! known connection go back to the client, everything else passes untouched.
+//! Fuzzing xdp_lb (examples/xdp_lb.rs) against a model with state, written here,
+//! in both modes: client -> VIP frames go to a backend (picked from the Maglev
+//! table for a new connection, remembered for a known one; in nat from a free
+//! source port, the reply's way recorded), backend -> balancer frames of a known
+//! nat connection go back to the client, everything else passes untouched.
 //! While frames run, backends are removed and added again (a known connection
-//! keeps its backend, a SYN finds a live one) and the connection tables are
+//! keeps its backend, a SYN picks again) and the connection tables are
 //! emptied now and then, so that both paths run with and without an entry. Frames
 //! from `gen::lb_frame`: TCP with any flags and options, IPv4 options and
 //! fragments, lying lengths, cut short; IPv6 with extension-header chains. Every
@@ -40,6 +41,12 @@ const LIVE_SETS: [&[usize]; 5] = [&[0, 1, 2], &[0, 2], &[], &[1], &[2, 0, 1]];
 const RESHUFFLE: usize = 2_500;
 /// The connection tables are emptied (program and model) every `FORGET` frames.
 const FORGET: usize = 10_000;
+/// The nat port search starts again from `NAT_START` every `REWIND` frames, so
+/// that nat ports are the generator's client ports (replies then find their
+/// connection), and so that the search meets ports other clients hold (16 in a
+/// row: the connection is dropped, a "collision").
+const NAT_START: u32 = 40000 - FIRST_PORT;
+const REWIND: usize = 500;
 
 fn backend_mac(slot: usize) -> [u8; 6] {
     [0x02, 0, 0, 0, 0, 0x11 + slot as u8]
@@ -57,6 +64,7 @@ struct Flow {
 struct ReplyTo {
     client: [u8; 4],
     vip: [u8; 4],
+    client_port: [u8; 2],
     client_mac: [u8; 6],
 }
 
@@ -72,12 +80,17 @@ struct Counts {
 /// The balancer as documented in bpf/xdp_lb.bpf.c.
 #[derive(Default)]
 struct Model {
-    live: Vec<usize>,     // the live list, in order
-    live_flag: [bool; 3], // each backend's `live`
-    conns: HashMap<Flow, usize>,
+    dsr: bool,
+    maglev: Vec<usize>,                     // the Maglev table: a slot per entry
+    conns: HashMap<Flow, (usize, [u8; 2])>, // backend slot, nat port
     replies: HashMap<Flow, ReplyTo>,
+    cursor: u32, // port_cursor, on the one CPU this test runs on
     counts: Counts,
 }
+
+/// The first nat port tried, and how many (FIRST_PORT, PORT_TRIES in the program).
+const FIRST_PORT: u32 = 1024;
+const PORT_TRIES: usize = 16;
 
 /// MurmurHash3's finaliser, and the connection's hash: on the values as they
 /// lie in memory (a little-endian load of network-order bytes on this machine).
@@ -120,6 +133,13 @@ fn set_addrs(r: &mut [u8], l3: usize, l4: usize, saddr: [u8; 4], daddr: [u8; 4])
     r[l3 + 12..l3 + 20].copy_from_slice(&new);
 }
 
+/// Rewrite the TCP port at `at` (source or destination) and update its checksum.
+fn set_port(r: &mut [u8], l4: usize, at: usize, port: [u8; 2]) {
+    let sum = csum_update(be16(r, l4 + 16), be16(r, at), u16::from_be_bytes(port));
+    r[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+    r[at..at + 2].copy_from_slice(&port);
+}
+
 impl Model {
     fn expect(&mut self, f: &[u8]) -> Expect {
         let Some((l3, l4)) = whole_tcp(f) else {
@@ -135,7 +155,7 @@ impl Model {
         };
         if flow.daddr == VIP.octets() {
             self.forward(f, l3, l4, flow)
-        } else if flow.daddr == LB.octets() {
+        } else if !self.dsr && flow.daddr == LB.octets() {
             self.reply(f, l3, l4, flow)
         } else {
             self.counts.passed += 1;
@@ -145,36 +165,69 @@ impl Model {
 
     fn forward(&mut self, f: &[u8], l3: usize, l4: usize, flow: Flow) -> Expect {
         let syn = f[l4 + 13] & 0x12 == 0x02;
-        // A slot past the three backends is an empty one: not live, address 0.
         let known = self.conns.get(&flow).copied();
-        let mut slot = known.unwrap_or(MAX_BACKENDS);
-        let live = |m: &Model, s: usize| s < 3 && m.live_flag[s];
-        if known.is_none() || (syn && !live(self, slot)) {
-            if self.live.is_empty() {
+        let (mut slot, mut nat_port) = known.unwrap_or((MAX_BACKENDS, [0, 0]));
+        // Every slot below MAX_BACKENDS is an entry of the backends array.
+        if known.is_none() || syn {
+            slot = self.maglev[flow_hash(&flow) as usize % self.maglev.len()];
+            if slot >= MAX_BACKENDS {
                 self.counts.no_backend += 1;
                 return Expect::Unchanged(XDP_DROP);
             }
-            slot = self.live[flow_hash(&flow) as usize % self.live.len()];
-            let back = Flow {
-                saddr: BACKENDS[slot].octets(),
-                daddr: LB.octets(),
-                sport: flow.dport,
-                dport: flow.sport,
-            };
-            if self.replies.get(&back).is_some_and(|old| old.client != flow.saddr) {
-                self.counts.collisions += 1;
-                return Expect::Unchanged(XDP_DROP);
+            if !self.dsr {
+                let same = known.filter(|k| k.0 == slot);
+                let Some(port) = self.pick_port(slot, &flow, same) else {
+                    self.counts.collisions += 1;
+                    return Expect::Unchanged(XDP_DROP);
+                };
+                nat_port = port;
+                let back = self.back(slot, &flow, port);
+                let client_mac = f[6..12].try_into().unwrap();
+                let (client, vip, client_port) = (flow.saddr, flow.daddr, flow.sport);
+                self.replies.insert(back, ReplyTo { client, vip, client_port, client_mac });
             }
-            let client_mac = f[6..12].try_into().unwrap();
-            self.replies.insert(back, ReplyTo { client: flow.saddr, vip: flow.daddr, client_mac });
-            self.conns.insert(flow, slot);
+            self.conns.insert(flow, (slot, nat_port));
         }
         let mut r = f.to_vec();
         r.copy_within(0..6, 6); // we send it: our MAC becomes the source
         r[0..6].copy_from_slice(&backend_mac(slot));
-        set_addrs(&mut r, l3, l4, LB.octets(), BACKENDS[slot].octets());
+        if !self.dsr {
+            set_addrs(&mut r, l3, l4, LB.octets(), BACKENDS[slot].octets());
+            set_port(&mut r, l4, l4, nat_port);
+        }
         self.counts.forwarded += 1;
         Expect::Reply(XDP_TX, model::Reply { frame: r, loose_csum_at: None })
+    }
+
+    /// The reply key of a nat connection: backend -> balancer, to the nat port.
+    fn back(&self, slot: usize, flow: &Flow, port: [u8; 2]) -> Flow {
+        Flow { saddr: BACKENDS[slot].octets(), daddr: LB.octets(), sport: flow.dport, dport: port }
+    }
+
+    fn pick_port(
+        &mut self,
+        slot: usize,
+        flow: &Flow,
+        known: Option<(usize, [u8; 2])>,
+    ) -> Option<[u8; 2]> {
+        let free = |m: &Model, port: [u8; 2]| {
+            m.replies
+                .get(&m.back(slot, flow, port))
+                .is_none_or(|r| r.client == flow.saddr && r.client_port == flow.sport)
+        };
+        if let Some((_, port)) = known.filter(|k| k.1 != [0, 0]) {
+            if free(self, port) {
+                return Some(port);
+            }
+        }
+        for _ in 0..PORT_TRIES {
+            let port = (FIRST_PORT + self.cursor % (65536 - FIRST_PORT)) as u16;
+            self.cursor = self.cursor.wrapping_add(1);
+            if free(self, port.to_be_bytes()) {
+                return Some(port.to_be_bytes());
+            }
+        }
+        None
     }
 
     fn reply(&mut self, f: &[u8], l3: usize, l4: usize, flow: Flow) -> Expect {
@@ -186,6 +239,7 @@ impl Model {
         r.copy_within(0..6, 6);
         r[0..6].copy_from_slice(&to.client_mac);
         set_addrs(&mut r, l3, l4, to.vip, to.client);
+        set_port(&mut r, l4, l4 + 2, to.client_port);
         self.counts.returned += 1;
         Expect::Reply(XDP_TX, model::Reply { frame: r, loose_csum_at: None })
     }
@@ -206,7 +260,8 @@ fn whole_tcp(f: &[u8]) -> Option<(usize, usize)> {
 
 type LbSkel<'a> = common::skel::xdp_lb::XdpLbSkel<'a>;
 
-/// Write the backends' `live` flags and the live list as examples/xdp_lb.rs does.
+/// Write the backends' `live` flags, then the Maglev table over the live ones (the
+/// entries that change), as examples/xdp_lb.rs does.
 fn set_live(skel: &LbSkel, model: &mut Model, live: &[usize]) {
     for (slot, addr) in BACKENDS.iter().enumerate() {
         let on = live.contains(&slot);
@@ -214,14 +269,51 @@ fn set_live(skel: &LbSkel, model: &mut Model, live: &[usize]) {
         value.extend_from_slice(&backend_mac(slot));
         value.extend_from_slice(&[on as u8, 0]);
         skel.maps.backends.update(&(slot as u32).to_ne_bytes(), &value, MapFlags::ANY).unwrap();
-        model.live_flag[slot] = on;
     }
-    let mut set = (live.len() as u32).to_ne_bytes().to_vec();
-    for i in 0..MAX_BACKENDS {
-        set.extend_from_slice(&(live.get(i).copied().unwrap_or(0) as u32).to_ne_bytes());
+    let size = skel.maps.maglev.max_entries() as usize;
+    let names: Vec<u32> = live.iter().map(|&s| u32::from_ne_bytes(BACKENDS[s].octets())).collect();
+    let table = ebpf_workshop::maglev::table(&names, size);
+    let new: Vec<usize> =
+        (0..size).map(|i| table.get(i).map_or(MAX_BACKENDS, |&b| live[b])).collect();
+    for (i, &slot) in new.iter().enumerate() {
+        if model.maglev.get(i) != Some(&slot) {
+            let (key, value) = ((i as u32).to_ne_bytes(), (slot as u32).to_ne_bytes());
+            skel.maps.maglev.update(&key, &value, MapFlags::ANY).unwrap();
+        }
     }
-    skel.maps.live.update(&0u32.to_ne_bytes(), &set, MapFlags::ANY).unwrap();
-    model.live = live.to_vec();
+    model.maglev = new;
+}
+
+/// Every CPU's nat port search starts at NAT_START again. With `block`, another
+/// client holds the first PORT_TRIES ports towards every backend first.
+fn rewind(skel: &LbSkel, model: &mut Model, block: bool) {
+    model.cursor = NAT_START;
+    for (port, backend, vip_port) in (0..PORT_TRIES as u16)
+        .flat_map(|p| BACKENDS.iter().map(move |b| (40000 + p, b)))
+        .flat_map(|(p, b)| [80u16, 443].map(|v| (p, b, v)))
+        .filter(|_| block)
+    {
+        let (other, client_port) = ([192, 0, 2, 1], [0, 9]);
+        let back = Flow {
+            saddr: backend.octets(),
+            daddr: LB.octets(),
+            sport: vip_port.to_be_bytes(),
+            dport: port.to_be_bytes(),
+        };
+        let key = [back.saddr, back.daddr].concat();
+        let key = [&key[..], &back.sport, &back.dport].concat();
+        // struct reply { client, vip, client_port, client_mac[6], slot }
+        let value =
+            [&other[..], &VIP.octets(), &client_port, &[0x02, 0, 0, 0, 0, 9], &[0; 4]].concat();
+        skel.maps.replies.update(&key, &value, MapFlags::ANY).unwrap();
+        let client_mac = [0x02, 0, 0, 0, 0, 9];
+        model
+            .replies
+            .insert(back, ReplyTo { client: other, vip: VIP.octets(), client_port, client_mac });
+    }
+    let cpus = libbpf_rs::num_possible_cpus().unwrap();
+    let cursors = vec![NAT_START.to_ne_bytes().to_vec(); cpus];
+    skel.maps.port_cursor.update_percpu(&0u32.to_ne_bytes(), &cursors, MapFlags::ANY).unwrap();
 }
 
 fn forget(skel: &LbSkel, model: &mut Model) {
@@ -236,15 +328,31 @@ fn forget(skel: &LbSkel, model: &mut Model) {
 }
 
 #[test]
-fn xdp_lb_matches_the_model() {
+fn xdp_lb_nat_matches_the_model() {
+    matches_the_model(false);
+}
+
+#[test]
+fn xdp_lb_dsr_matches_the_model() {
+    matches_the_model(true);
+}
+
+fn matches_the_model(dsr: bool) {
+    // The nat port search walks a per-CPU cursor: on one CPU, with the cursor set
+    // here, the model knows where it is.
+    let mut one = nix::sched::CpuSet::new();
+    one.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
     let mut storage = MaybeUninit::uninit();
     let mut open = XdpLbSkelBuilder::default().open(&mut storage).unwrap();
     let rodata = open.maps.rodata_data.as_mut().unwrap();
     rodata.vip = u32::from_ne_bytes(VIP.octets());
     rodata.lb_addr = u32::from_ne_bytes(LB.octets());
     rodata.report_connections = false; // nobody reads them here
+    rodata.dsr = dsr;
     let skel = open.load().unwrap();
-    let mut model = Model::default();
+    let mut model = Model { dsr, ..Default::default() };
+    rewind(&skel, &mut model, false);
     set_live(&skel, &mut model, LIVE_SETS[0]);
 
     let pools = gen::LbPools {
@@ -273,6 +381,9 @@ fn xdp_lb_matches_the_model() {
                 if n % RESHUFFLE == 0 {
                     set_live(skel, model, LIVE_SETS[(n / RESHUFFLE) % LIVE_SETS.len()]);
                 }
+                if n % REWIND == 0 {
+                    rewind(skel, model, n / REWIND % 10 == 3);
+                }
                 if n % FORGET == FORGET / 2 {
                     forget(skel, model);
                 }
@@ -296,5 +407,7 @@ fn xdp_lb_matches_the_model() {
         collisions: got.collisions,
     };
     assert_eq!(got, model.counts, "the program's counters against the model's");
-    assert!(model.counts.forwarded > 0 && model.counts.returned > 0 && model.counts.collisions > 0);
+    assert!(model.counts.forwarded > 0 && model.counts.no_backend > 0);
+    assert_eq!(model.counts.returned > 0, !dsr, "replies come back in nat only");
+    assert_eq!(model.counts.collisions > 0, !dsr, "no free port: in nat only");
 }

@@ -398,6 +398,19 @@ impl LbLab {
             |args: &[&str]| run_checked(Command::new("ip").args(["-n", &lab.lb.ns]).args(args));
         lb_ip(&["addr", "add", &format!("{LB_VIP}/32"), "dev", lab.lb.iface])?;
         lb_ip(&["addr", "add", &format!("{LB_VIP6}/128"), "dev", lab.lb.iface, "nodad"])?;
+        // xdp_lb --mode dsr: each backend owns the VIP too, on lo, so that its kernel
+        // takes the client's packets as its own and answers from the VIP. It must not
+        // answer ARP for the VIP (arp_ignore=1: only for addresses of the asking
+        // interface), nor use the VIP as the source of its own ARP requests
+        // (arp_announce=2): only the balancer may look like the VIP on the wire. For
+        // IPv6 nothing to set: neighbour solicitations are answered only for
+        // addresses of the interface asked.
+        for b in &lab.backends {
+            b.run(&["ip", "addr", "add", &format!("{LB_VIP}/32"), "dev", "lo"])?;
+            b.run(&["ip", "addr", "add", &format!("{LB_VIP6}/128"), "dev", "lo"])?;
+            b.sysctl("net/ipv4/conf/all/arp_ignore", "1")?;
+            b.sysctl("net/ipv4/conf/all/arp_announce", "2")?;
+        }
         br_ip(&["link", "set", "br0", "up"])?;
         for h in &hosts {
             wait_until_up(h)?;

@@ -174,6 +174,7 @@ fn up_lb(name: &str) -> Result<()> {
         lab.vip,
         backends.join(" ")
     );
+    println!("(direct server return: the backends own the VIP on lo; add --mode nat for full NAT)");
     println!(
         "and connect to the VIP from the client a few times (bash's /dev/tcp, no tool needed):"
     );
