@@ -38,7 +38,7 @@ const volatile bool report_connections = true; /* --quiet sets it false */
 /* bpf_get_current_pid_tgid() and _comm() exist for cgroup hooks from Linux 6.1;
  * user space asks the kernel and sets this. False: the calls below are dead code,
  * which the verifier skips (the value is a constant once loaded). */
-const volatile bool has_pid = true;
+const volatile bool has_pid = false;
 
 /* The backends, one slot each, written by user space: at start from --backend,
  * and while running when a backend is added or removed (`live`). */

@@ -75,7 +75,8 @@ struct Args {
     /// No line per connection, only the counts at the end.
     #[arg(long)]
     quiet: bool,
-    /// Start the command after `--` inside the cgroup, and stop when it exits.
+    /// Start the command after `--` inside the cgroup, and stop when it exits. It
+    /// gets the terminal: backend changes on stdin need a run without --run.
     #[arg(long, requires = "command")]
     run: bool,
     /// The command for --run.
@@ -145,15 +146,23 @@ fn run(args: &Args, vip: SocketAddr) -> Result<i32> {
     print_backends(&table);
     let mut child = args.run.then(|| cgroup.spawn(&args.command)).transpose()?;
 
-    // Backend changes come as lines on stdin, read on a thread of their own.
+    // Backend changes come as lines on stdin, read on a thread of their own; with
+    // --run the command has the terminal instead.
     let (tx, commands) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    if child.is_none() {
+        eprintln!(
+            "put processes in it: `echo PID > {}/cgroup.procs`; type add/remove ADDR:PORT, \
+             list; Ctrl-C to stop",
+            cgroup.path().display()
+        );
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+    }
 
     let (clock, out) = (Clock::start(), Table::new(&COLUMNS));
     let mut builder = RingBufferBuilder::new();
