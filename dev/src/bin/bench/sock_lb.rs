@@ -72,6 +72,14 @@ fn join(dir: &Path) -> Result<()> {
         .with_context(|| format!("moving the bench into {}", dir.display()))
 }
 
+/// The number after `word` in `text` ("forwarded 48," -> 48).
+fn number_after(text: &str, word: &str) -> Result<f64> {
+    let at = text.find(word).with_context(|| format!("no \"{word}\" in:\n{text}"))?;
+    let digits: String =
+        text[at + word.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().with_context(|| format!("no number after \"{word}\""))
+}
+
 pub fn run(examples: &Path, json: &mut Figures) -> Result<()> {
     let lab = LbLab::up(&format!("ebpflb-sbench{}", std::process::id()))?;
     undo().lb_lab = Some(lab.name.clone());
@@ -102,7 +110,7 @@ pub fn run(examples: &Path, json: &mut Figures) -> Result<()> {
 
     // xdp_lb on the balancer, as the lab's instructions run it (full NAT); started
     // for its own rounds only, since it takes every packet for the VIP first.
-    let mut in_xdp = RunStats::default();
+    let (mut in_xdp, mut xdp_packets) = (RunStats::default(), 0.0);
     let mut xdp_lb = || -> Result<f64> {
         let mut cmd = lab.lb.cmd(examples.join("xdp_lb"));
         cmd.args([lab.lb.iface, "--vip", &lab.vip.to_string(), "--quiet"]);
@@ -114,7 +122,9 @@ pub fn run(examples: &Path, json: &mut Figures) -> Result<()> {
         let before = RunStats::of(prog.as_fd())?;
         let r = rate(&lab, &[vip])?;
         in_xdp.add(RunStats::of(prog.as_fd())?.since(before));
-        stop_cleanly(running)?;
+        // Its own count of the packets it rewrote, both ways (see below).
+        let said = stop_cleanly(running)?;
+        xdp_packets += number_after(&said, "forwarded ")? + number_after(&said, "returned ")?;
         Ok(r)
     };
 
@@ -168,7 +178,9 @@ pub fn run(examples: &Path, json: &mut Figures) -> Result<()> {
         runs[3].push(nat()?);
     }
     drop(connect4);
-    stop_cleanly(sock_lb)?;
+    let said = stop_cleanly(sock_lb)?;
+    let line = said.lines().find(|l| l.starts_with("connections:")).context("sock_lb's summary")?;
+    let balanced: f64 = line.split(' ').filter_map(|w| w.parse::<f64>().ok()).sum();
     let [direct, through_sock_lb, through_xdp_lb, through_nat] = runs.map(median);
 
     println!(
@@ -180,10 +192,13 @@ pub fn run(examples: &Path, json: &mut Figures) -> Result<()> {
         "| path | connections/s | vs. direct | BPF runs per connection | BPF ns per connection |"
     );
     println!("|---|---|---|---|---|");
+    // Runs per connection from the examples' own counts; the time of a run from the
+    // kernel's statistics. (Not the kernel's run counts: another process on the
+    // machine may switch kernel.bpf_stats_enabled off for a while, and then the runs
+    // it missed are missing from both of its totals alike.)
     let total = (ROUNDS * CONNECTIONS) as f64;
-    let per_conn = |s: RunStats| (s.runs as f64 / total, s.ns as f64 / total);
-    let (connect_runs, connect_ns) = per_conn(in_connect);
-    let (xdp_runs, xdp_ns) = per_conn(in_xdp);
+    let (connect_runs, xdp_runs) = (balanced / total, xdp_packets / total);
+    let (connect_ns, xdp_ns) = (in_connect.per_run() * connect_runs, in_xdp.per_run() * xdp_runs);
     let rows = [
         ("client → backends, direct", direct, String::new()),
         (
