@@ -310,4 +310,10 @@ fn bad_input_gets_one_clear_sentence_and_creates_nothing() {
         }
     }
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+
+    let mut cmd = as_nobody(&example_path(EXAMPLE));
+    cmd.args(["--vip", "10.78.0.100:8080", b[0], b[1], "--cgroup", name]);
+    let end = spawn(cmd).wait(Duration::from_secs(20));
+    assert!(!end.status.success() && end.stderr.contains("needs root"), "{end:?}");
+    assert!(!cg.path.exists());
 }
