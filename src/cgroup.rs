@@ -43,9 +43,10 @@ impl Cgroup {
             }
             match read_record(&record) {
                 Some(owner) if owner.alive() => bail!(
-                    "cgroup {} belongs to a running cgroup_firewall (pid {}): stop that one \
-                     first (Ctrl-C), or pick another name",
+                    "cgroup {} belongs to a running {} (pid {}): stop that one first \
+                     (Ctrl-C), or pick another name",
                     path.display(),
+                    owner.name(),
                     owner.pid
                 ),
                 Some(owner) => bail!(
@@ -153,15 +154,16 @@ pub fn cleanup(spec: &str) -> Result<()> {
     }
     match read_record(&record) {
         None => bail!(
-            "cgroup {} was not created by cgroup_firewall (no record in {RECORD_DIR}): it is \
+            "cgroup {} was not created by an example (no record in {RECORD_DIR}): it is \
              left alone; `rmdir {}` removes it once it is empty",
             path.display(),
             path.display()
         ),
         Some(owner) if owner.alive() => bail!(
-            "cgroup {} belongs to a running cgroup_firewall (pid {}): stop it (Ctrl-C) and it \
-             removes the cgroup itself",
+            "cgroup {} belongs to a running {} (pid {}): stop it (Ctrl-C) and it removes \
+             the cgroup itself",
             path.display(),
+            owner.name(),
             owner.pid
         ),
         Some(_) => remove(&path)?,
@@ -181,8 +183,8 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     let Some(main) = mounts.iter().find(|m| m.as_os_str() == CGROUP_MOUNT).or(mounts.first())
     else {
         bail!(
-            "this machine has no cgroup v2 hierarchy mounted (cgroup_skb programs attach to \
-             cgroup v2 directories): mount one, e.g. `sudo mkdir -p /mnt/cgroup2 && sudo mount \
+            "this machine has no cgroup v2 hierarchy mounted (cgroup programs attach to cgroup \
+             v2 directories): mount one, e.g. `sudo mkdir -p /mnt/cgroup2 && sudo mount \
              -t cgroup2 none /mnt/cgroup2`, and pass a path below it"
         );
     };
@@ -198,7 +200,7 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         let v2 = mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", ");
         if fs_type == Ok(CGROUP_SUPER_MAGIC) {
             bail!(
-                "{} is in a cgroup v1 hierarchy, and cgroup_skb programs attach to cgroup v2 \
+                "{} is in a cgroup v1 hierarchy, and cgroup programs attach to cgroup v2 \
                  only: give a name, or a path below {v2}",
                 path.display()
             );
@@ -287,6 +289,12 @@ struct Owner {
 impl Owner {
     fn alive(&self) -> bool {
         start_time(self.pid) == Some(self.start)
+    }
+
+    /// Its command name ("cgroup_firewall", "sock_lb"), for messages.
+    fn name(&self) -> String {
+        let comm = fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
+        comm.trim().to_string()
     }
 }
 

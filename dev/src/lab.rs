@@ -296,6 +296,9 @@ fn attach_xdp_pass(iface: &str) -> Result<()> {
 /// packet lab's 10.77.0.0/24, so both labs can be up at once.
 pub const LB_VIP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 10);
 pub const LB_VIP6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 0x10);
+/// sock_lb's service address: one that no host of the lab owns (nobody answers its ARP).
+pub const LB_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 100);
+pub const LB_SERVICE6: Ipv6Addr = Ipv6Addr::new(0xfd78, 0, 0, 0, 0, 0, 0, 0x100);
 /// The port the backends' service listens on (connections to VIP:port keep it).
 pub const LB_PORT: u16 = 8080;
 /// The bridge-side end of the balancer's veth: it receives the XDP_TX frames.

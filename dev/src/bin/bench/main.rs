@@ -21,6 +21,7 @@ mod stats;
 mod xdp_lb;
 
 mod batching;
+mod sock_lb;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,7 +41,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A section: its number, its heading, the examples it runs.
 type Section = (u32, fn() -> String, &'static [&'static str]);
 
-const SECTIONS: [Section; 9] = [
+const SECTIONS: [Section; 10] = [
     (1, in_place::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter"]),
     (2, program_cost::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong"]),
     (3, ping::title, &["xdp_pingpong", "tc_pingpong"]),
@@ -50,6 +51,7 @@ const SECTIONS: [Section; 9] = [
     (7, xdp_lb::title, &["xdp_lb"]),
     (8, batching::title, &["xdp_pingpong", "xdp_pingpong_batched"]),
     (9, router::title, &["xdp_router"]),
+    (10, sock_lb::title, &["sock_lb", "xdp_lb"]),
 ];
 
 fn main() -> Result<()> {
@@ -93,6 +95,7 @@ fn main() -> Result<()> {
             7 => xdp_lb::run(ex, &mut json)?,
             8 => batching::run(&lab, ex, &mut json)?,
             9 => router::run(ex, &mut json)?,
+            10 => sock_lb::run(ex, &mut json)?,
             _ => unreachable!("SECTIONS lists {n}"),
         }
     }
