@@ -162,8 +162,8 @@ int track_sockets(struct bpf_sock_ops *skops) {
          * kernel runs `redirect_msg` for every sendmsg() on it, and its recvmsg() also
          * reads what other sockets redirect to it. */
         if (bpf_sock_hash_update(skops, &sock_map, &key, BPF_NOEXIST)) {
-            COUNT(n->add_failed,
-                  1); /* the map is full: this socket goes the normal way */
+            /* The map is full: this socket goes the normal way. */
+            COUNT(n->add_failed, 1);
             return 1;
         }
         COUNT(n->added, 1);

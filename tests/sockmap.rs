@@ -25,6 +25,7 @@ const EXAMPLE: &str = "sockmap";
 /// "identical" if they are. `many PORT N`: N connections, 100 bytes each echoed.
 const PEERS: &str = r#"
 import os, socket, sys, threading
+host = os.environ.get("HOST", "127.0.0.1")  # or ::1
 def echo(c):
     while True:
         d = c.recv(65536)
@@ -33,8 +34,8 @@ def echo(c):
         c.sendall(d)
     c.close()
 if sys.argv[1] == "server":
-    l = socket.socket()
-    l.bind(("127.0.0.1", 0))
+    l = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    l.bind((host, 0))
     l.listen(1024)
     print("port", l.getsockname()[1], flush=True)
     while True:
@@ -42,7 +43,7 @@ if sys.argv[1] == "server":
 port, n = int(sys.argv[2]), int(sys.argv[3])
 if sys.argv[1] == "bulk":
     data = os.urandom(n)
-    s = socket.create_connection(("127.0.0.1", port))
+    s = socket.create_connection((host, port))
     def send():
         for i in range(0, n, 65536):
             s.sendall(data[i:i + 65536])
@@ -59,7 +60,7 @@ if sys.argv[1] == "bulk":
     print("back", len(got), "identical" if got == data else "different", flush=True)
 else:
     for i in range(n):
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.create_connection((host, port))
         s.sendall(b"x" * 100)
         got = b""
         while len(got) < 100:
@@ -128,11 +129,16 @@ impl Drop for TestCgroup {
 /// Start PEERS with `args` in `ns`; inside `cg` when given (the shell moves itself
 /// into the cgroup, then becomes the Python program).
 fn peer(ns: &Netns, cg: Option<&TestCgroup>, args: &[&str]) -> Running {
+    peer_at("127.0.0.1", ns, cg, args)
+}
+
+/// The same, on `host` (127.0.0.1 or ::1).
+fn peer_at(host: &str, ns: &Netns, cg: Option<&TestCgroup>, args: &[&str]) -> Running {
     let join =
         cg.map_or(String::new(), |cg| format!("echo $$ > {}/cgroup.procs && ", cg.path.display()));
     let script = format!("{join}exec ip netns exec {} python3 -c \"$0\" \"$@\"", ns.0);
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", &script, PEERS]).args(args);
+    cmd.args(["-c", &script, PEERS]).args(args).env("HOST", host);
     spawn(cmd)
 }
 
@@ -311,4 +317,19 @@ fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
     let done = run_to_end(EXAMPLE, &[name, "--cleanup"]);
     assert!(done.status.success() && done.stdout.contains("removed cgroup"), "{done:?}");
     assert!(!cg.path.exists() && !record_path(&cg.path).exists());
+}
+
+#[test]
+fn ipv6_goes_socket_to_socket_too() {
+    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let mut ex = start(&cg);
+    let mut server = peer_at("::1", &ns, Some(&cg), &["server"]);
+    let port = server.wait_for("port ", Duration::from_secs(10));
+    let port = port.trim_start_matches("port ").trim();
+    let n = (1 << 20).to_string();
+    let end = peer_at("::1", &ns, Some(&cg), &["bulk", port, &n]).wait(Duration::from_secs(30));
+    assert!(end.stdout.contains(&format!("back {n} identical")), "{end:?}");
+    let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
+    assert_eq!(figure(&out.stderr, "redirected: ", " bytes"), 2 << 20, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("[::1]:{port}")), "{}", out.stdout);
 }

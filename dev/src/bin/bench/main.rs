@@ -15,6 +15,7 @@ mod in_place;
 mod net_events;
 mod ping;
 mod program_cost;
+mod sockmap;
 mod startup;
 mod stats;
 mod xdp_lb;
@@ -39,7 +40,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A section: its number, its heading, the examples it runs.
 type Section = (u32, fn() -> String, &'static [&'static str]);
 
-const SECTIONS: [Section; 8] = [
+const SECTIONS: [Section; 9] = [
     (1, in_place::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter"]),
     (2, program_cost::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong"]),
     (3, ping::title, &["xdp_pingpong", "tc_pingpong"]),
@@ -48,6 +49,7 @@ const SECTIONS: [Section; 8] = [
     (6, events::title, &["hello"]),
     (7, xdp_lb::title, &["xdp_lb"]),
     (8, batching::title, &["xdp_pingpong", "xdp_pingpong_batched"]),
+    (9, sockmap::title, &["sockmap"]),
 ];
 
 fn main() -> Result<()> {
@@ -90,6 +92,7 @@ fn main() -> Result<()> {
             6 => events::run(ex, &mut json)?,
             7 => xdp_lb::run(ex, &mut json)?,
             8 => batching::run(&lab, ex, &mut json)?,
+            9 => sockmap::run_section(ex, &mut json)?,
             _ => unreachable!("SECTIONS lists {n}"),
         }
     }
@@ -147,10 +150,12 @@ struct Undo {
     lb_lab: Option<String>,
     /// kernel.bpf_stats_enabled's value before the bench changed it.
     stats: Option<String>,
+    /// Section 9's namespace and cgroup, while they exist.
+    sockmap: Option<(String, PathBuf)>,
 }
 
 static UNDO: std::sync::Mutex<Undo> =
-    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, stats: None });
+    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, stats: None, sockmap: None });
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
     UNDO.lock().unwrap_or_else(|e| e.into_inner())
@@ -167,6 +172,9 @@ fn interrupted() {
     }
     if let Some(lab) = &undo.lb_lab {
         let _ = LbLab::down(lab);
+    }
+    if let Some((ns, cgroup)) = &undo.sockmap {
+        sockmap::remove(ns, cgroup);
     }
     eprintln!("interrupted: examples stopped, lab removed, {} restored", stats::BPF_STATS);
     std::process::exit(130);
