@@ -319,17 +319,24 @@ fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
     assert!(!cg.path.exists() && !record_path(&cg.path).exists());
 }
 
+/// IPv6, and an IPv4 client of a dual-stack server (an AF_INET6 socket on `::`,
+/// which sees the client as ::ffff:127.0.0.1: the key stores IPv4 that way).
 #[test]
-fn ipv6_goes_socket_to_socket_too() {
-    let (ns, cg) = (Netns::new(), TestCgroup::new());
-    let mut ex = start(&cg);
-    let mut server = peer_at("::1", &ns, Some(&cg), &["server"]);
-    let port = server.wait_for("port ", Duration::from_secs(10));
-    let port = port.trim_start_matches("port ").trim();
-    let n = (1 << 20).to_string();
-    let end = peer_at("::1", &ns, Some(&cg), &["bulk", port, &n]).wait(Duration::from_secs(30));
-    assert!(end.stdout.contains(&format!("back {n} identical")), "{end:?}");
-    let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
-    assert_eq!(figure(&out.stderr, "redirected: ", " bytes"), 2 << 20, "{}", out.stderr);
-    assert!(out.stdout.contains(&format!("[::1]:{port}")), "{}", out.stdout);
+fn ipv6_and_ipv4_to_a_dual_stack_server_go_socket_to_socket_too() {
+    for (server_at, client_at, shown) in [("::1", "::1", "[::1]"), ("::", "127.0.0.1", "127.0.0.1")]
+    {
+        let (ns, cg) = (Netns::new(), TestCgroup::new());
+        let mut ex = start(&cg);
+        let mut server = peer_at(server_at, &ns, Some(&cg), &["server"]);
+        let port = server.wait_for("port ", Duration::from_secs(10));
+        let port = port.trim_start_matches("port ").trim();
+        let n = (1 << 20).to_string();
+        let mut client = peer_at(client_at, &ns, Some(&cg), &["bulk", port, &n]);
+        let end = client.wait(Duration::from_secs(30));
+        assert!(end.stdout.contains(&format!("back {n} identical")), "{end:?}");
+        let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
+        assert_eq!(figure(&out.stderr, "redirected: ", " bytes"), 2 << 20, "{}", out.stderr);
+        let rows = out.stdout.lines().filter(|l| l.contains(&format!("{shown}:{port}")));
+        assert_eq!(rows.count(), 2, "{server_at}: both ends listed\n{}", out.stdout);
+    }
 }
