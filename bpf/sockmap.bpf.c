@@ -86,8 +86,8 @@ static __always_inline void v4_mapped(__u32 ip[4], __u32 ip4) {
  * - remote_port is in network order, and the kernel loads the 16-bit port into the
  *   32-bit field shifted left by 16 on little-endian machines: port 80 (bytes 00 50)
  *   reads 0x50000000. bpf_ntohl() of that is 80 on either endianness, so it is what
- *   we store. (Newer structs, bpf_sock's dst_port since 5.19, have a 16-bit field
- *   instead; these two kept the old layout, so it is the same on 5.10 and 7.2.)
+ *   we store. (Some newer context fields, like bpf_sock's dst_port, were later made
+ *   16 bits wide; these two are still 32-bit fields in the old layout.)
  *
  * Each field is read once, as a 32-bit load, through CTX: the kernel rewrites
  * every context access at load time, so it must be ctx + a constant. Left alone,
