@@ -340,3 +340,51 @@ fn ipv6_and_ipv4_to_a_dual_stack_server_go_socket_to_socket_too() {
         assert_eq!(rows.count(), 2, "{server_at}: both ends listed\n{}", out.stdout);
     }
 }
+
+/// One process, both ends of a connection: send 1000 bytes, wait until the file
+/// argv[1] exists (the test makes it once the example is gone), then read them and
+/// send 10 more.
+const ACROSS_THE_STOP: &str = r#"
+import os, socket, sys, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+c = socket.create_connection(l.getsockname())
+s = l.accept()[0]
+c.sendall(b"A" * 1000)
+print("sent", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+s.settimeout(5)
+got = b""
+while len(got) < 1000:
+    got += s.recv(65536)
+print("read after the stop:", got == b"A" * 1000, flush=True)
+c.sendall(b"B" * 10)
+print("sent after the stop:", s.recv(65536) == b"B" * 10, flush=True)
+"#;
+
+#[test]
+fn a_connection_open_at_ctrl_c_goes_on_by_tcp_and_loses_nothing() {
+    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let mut ex = start(&cg);
+    let flag = std::env::temp_dir().join(unique("sockmap-stopped"));
+    let flag_arg = flag.to_str().unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c \"$0\" \"$@\"",
+        cg.path.display(),
+        ns.0
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script, ACROSS_THE_STOP, flag_arg]);
+    let mut both = spawn(cmd);
+    both.wait_for("sent", Duration::from_secs(10));
+    // The 1000 bytes wait, unread, in the receiving socket's queue of the map.
+    let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
+    assert!(out.stderr.contains("redirected: 1 messages, 1000 bytes"), "{}", out.stderr);
+    std::fs::write(&flag, "").unwrap();
+    let end = both.wait(Duration::from_secs(15));
+    let _ = std::fs::remove_file(&flag);
+    assert!(end.stdout.contains("read after the stop: True"), "{end:?}");
+    assert!(end.stdout.contains("sent after the stop: True"), "{end:?}");
+}
