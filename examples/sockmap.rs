@@ -21,7 +21,7 @@
 //! (outside the cgroup: the server's end is in the map, the client's is not, so
 //! nothing is redirected; put the client in the cgroup too and everything is).
 //!
-//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, cgroup v2; Linux 5.10.
+//! Needs: root (or CAP_BPF + CAP_NET_ADMIN), BTF, cgroup v2; Linux 5.8 (the ring buffer).
 
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
