@@ -16,6 +16,7 @@ mod net_events;
 mod ping;
 mod program_cost;
 mod router;
+mod sockmap;
 mod startup;
 mod stats;
 mod xdp_lb;
@@ -41,7 +42,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A section: its number, its heading, the examples it runs.
 type Section = (u32, fn() -> String, &'static [&'static str]);
 
-const SECTIONS: [Section; 10] = [
+const SECTIONS: [Section; 11] = [
     (1, in_place::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong", "socket_filter"]),
     (2, program_cost::title, &["xdp", "xdp_pingpong", "tc", "tc_pingpong"]),
     (3, ping::title, &["xdp_pingpong", "tc_pingpong"]),
@@ -52,6 +53,7 @@ const SECTIONS: [Section; 10] = [
     (8, batching::title, &["xdp_pingpong", "xdp_pingpong_batched"]),
     (9, router::title, &["xdp_router"]),
     (10, sock_lb::title, &["sock_lb", "xdp_lb"]),
+    (11, sockmap::title, &["sockmap"]),
 ];
 
 fn main() -> Result<()> {
@@ -96,6 +98,7 @@ fn main() -> Result<()> {
             8 => batching::run(&lab, ex, &mut json)?,
             9 => router::run(ex, &mut json)?,
             10 => sock_lb::run(ex, &mut json)?,
+            11 => sockmap::run_section(ex, &mut json)?,
             _ => unreachable!("SECTIONS lists {n}"),
         }
     }
@@ -155,10 +158,12 @@ struct Undo {
     router_lab: Option<String>,
     /// kernel.bpf_stats_enabled's value before the bench changed it.
     stats: Option<String>,
+    /// Section 11's namespace and cgroup, while they exist.
+    sockmap: Option<(String, PathBuf)>,
 }
 
 static UNDO: std::sync::Mutex<Undo> =
-    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, router_lab: None, stats: None });
+    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, router_lab: None, stats: None, sockmap: None });
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
     UNDO.lock().unwrap_or_else(|e| e.into_inner())
@@ -178,6 +183,9 @@ fn interrupted() {
     }
     if let Some(lab) = &undo.router_lab {
         let _ = RouterLab::down(lab);
+    }
+    if let Some((ns, cgroup)) = &undo.sockmap {
+        sockmap::remove(ns, cgroup);
     }
     eprintln!("interrupted: examples stopped, lab removed, {} restored", stats::BPF_STATS);
     std::process::exit(130);
