@@ -162,8 +162,13 @@ struct Undo {
     sockmap: Option<(String, PathBuf)>,
 }
 
-static UNDO: std::sync::Mutex<Undo> =
-    std::sync::Mutex::new(Undo { lab: None, lb_lab: None, router_lab: None, stats: None, sockmap: None });
+static UNDO: std::sync::Mutex<Undo> = std::sync::Mutex::new(Undo {
+    lab: None,
+    lb_lab: None,
+    router_lab: None,
+    stats: None,
+    sockmap: None,
+});
 
 fn undo() -> std::sync::MutexGuard<'static, Undo> {
     UNDO.lock().unwrap_or_else(|e| e.into_inner())
