@@ -120,7 +120,7 @@ fn run(args: &Args, vip: SocketAddr) -> Result<i32> {
     }
     rodata.vip_port = vip.port().to_be();
     rodata.report_connections = !args.quiet;
-    rodata.has_pid = has_pid_helper();
+    rodata.has_pid = preflight::sock_addr_has_pid();
     let skel = open.load().context("loading the cgroup sock_addr programs into the kernel")?;
     let mut table: Vec<backend> = Vec::new();
     for &b in &args.backends {
@@ -317,19 +317,6 @@ fn addr_words(ip: IpAddr) -> [u32; 4] {
         IpAddr::V6(a) => a.octets().to_vec(),
     };
     std::array::from_fn(|i| u32::from_ne_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap()))
-}
-
-/// Does this kernel give cgroup sock_addr programs bpf_get_current_pid_tgid()?
-fn has_pid_helper() -> bool {
-    // SAFETY: the probe loads a two-instruction program and returns 1, 0 or -errno.
-    let rc = unsafe {
-        libbpf_sys::libbpf_probe_bpf_helper(
-            libbpf_sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
-            libbpf_sys::BPF_FUNC_get_current_pid_tgid,
-            std::ptr::null(),
-        )
-    };
-    rc == 1
 }
 
 /// `MAX_BACKENDS` in bpf/sock_lb.h, from the generated type.

@@ -104,3 +104,17 @@ pub fn has_bpf_timer() -> bool {
     // 1: yes; 0: no; below 0: the probe itself failed (then let the load say why).
     probe != 0
 }
+
+/// Whether cgroup sock_addr programs (connect4/6) may call bpf_get_current_pid_tgid()
+/// (Linux 6.1+), asked of the kernel as has_bpf_timer does: before that, sock_lb's
+/// reports leave the pid and command columns empty.
+pub fn sock_addr_has_pid() -> bool {
+    let probe = crate::libbpf_output::muted(|| unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+            libbpf_sys::BPF_FUNC_get_current_pid_tgid,
+            std::ptr::null(),
+        )
+    });
+    probe == 1
+}
