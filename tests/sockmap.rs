@@ -224,9 +224,13 @@ fn eight_megabytes_each_way_go_socket_to_socket_byte_exact() {
     drop(server); // killed: the cgroup is empty, and removed on exit
     let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
     assert!(out.status.success(), "{out:?}");
-    // Every byte, both ways, went socket to socket: none by TCP.
-    assert_eq!(figure(&out.stderr, "redirected: ", " bytes"), 2 << 23, "{}", out.stderr);
-    assert_eq!(figure(&out.stderr, "by TCP: ", " bytes"), 0, "{}", out.stderr);
+    // Every byte, both ways, went socket to socket, but perhaps the client's first
+    // write (64 KiB) and its echo, sent before the server's end was in the map (see
+    // the thousand connections below): at most that by TCP.
+    let redirected = figure(&out.stderr, "redirected: ", " bytes");
+    let by_tcp = figure(&out.stderr, "by TCP: ", " bytes");
+    assert_eq!(redirected + by_tcp, 2 << 23, "{}", out.stderr);
+    assert!(by_tcp <= 2 * 65536, "{}", out.stderr);
     // One line per end: the client's connect, the server's accept, as mirror images.
     let rows: Vec<&str> =
         out.stdout.lines().filter(|l| l.contains(&format!("127.0.0.1:{port}"))).collect();
@@ -267,7 +271,13 @@ fn a_thousand_short_connections_leave_the_socket_map_empty() {
     let out = ex.stop(Signal::SIGINT, Duration::from_secs(5));
     assert!(out.stderr.contains("sockets: added 2000, closed 2000"), "{}", out.stderr);
     assert!(out.stderr.contains("still in the map 0"), "{}", out.stderr);
-    assert_eq!(figure(&out.stderr, "redirected: ", " bytes"), 2 * 100 * 1000, "{}", out.stderr);
+    // Every byte is counted once; all but a few go socket to socket. A message sent
+    // right after connect(), before the server's end is in the map, goes by TCP
+    // (never seen on 6.18; 4 to 7 of 2,000 on 5.10 under emulation).
+    let redirected = figure(&out.stderr, "redirected: ", " bytes");
+    let by_tcp = figure(&out.stderr, "by TCP: ", " bytes");
+    assert_eq!(redirected + by_tcp, 2 * 100 * 1000, "{}", out.stderr);
+    assert!(by_tcp <= 2 * 100 * 1000 / 20, "over 5% by TCP: {}", out.stderr);
     assert!(out.stderr.lines().any(|l| l == "0 socket reports lost"), "{}", out.stderr);
 }
 
