@@ -9,14 +9,14 @@ mod common;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::skel::cgroup_firewall::types::{drop_event, drop_reason};
 use common::skel::cgroup_firewall::CgroupFirewallSkelBuilder;
 use common::*;
-use ebpf_workshop::cgroup::{record_path, resolve};
+use ebpf_workshop::cgroup::record_path;
 use ebpf_workshop_dev::frames::*;
 use ebpf_workshop_dev::lab::Host;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -26,35 +26,6 @@ use nix::sys::signal::Signal;
 const EXAMPLE: &str = "cgroup_firewall";
 const PASS: u32 = 1;
 const DROP: u32 = 0;
-
-/// A cgroup name no other test uses, and its directory, removed when the guard
-/// goes (its processes killed first), also when the test fails.
-struct TestCgroup {
-    name: String,
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new() -> Self {
-        let name = unique("cgfw");
-        let path = resolve(&name).expect("cgroup v2 is mounted");
-        TestCgroup { name, path }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        if self.path.exists() {
-            let _ = std::fs::write(self.path.join("cgroup.kill"), "1"); // 5.14+
-            eventually("the test cgroup emptied", || {
-                std::fs::read_to_string(self.path.join("cgroup.procs"))
-                    .map_or(true, |p| p.is_empty())
-            });
-            let _ = std::fs::remove_dir(&self.path);
-        }
-        let _ = std::fs::remove_file(record_path(&self.path));
-    }
-}
 
 /// How many programs are attached to the cgroup at `path` for `attach_type`.
 fn attached(path: &Path, attach_type: libbpf_sys::bpf_attach_type) -> u32 {
@@ -80,7 +51,7 @@ fn run_inside(cg: &TestCgroup, client: &Host, args: &[&str], command: &[&str]) -
 fn a_denied_address_gets_no_answer_inside_the_cgroup_and_does_outside() {
     let lab = lab();
     for addr in [IpAddr::from(lab.server.ipv4), IpAddr::from(lab.server.ipv6)] {
-        let cg = TestCgroup::new();
+        let cg = TestCgroup::new("cgfw");
         let to = addr.to_string();
         let ping = ["ping", "-c", "3", "-i", "0.3", "-W", "1", "-n", &to];
         let mut ex = run_inside(&cg, &lab.client, &["--deny", &to], &ping);
@@ -117,7 +88,7 @@ fn listener(server: &Host, addr: IpAddr) -> SocketAddr {
 fn a_denied_port_refuses_tcp_inside_the_cgroup_and_allows_it_outside() {
     let lab = lab();
     for addr in [IpAddr::from(lab.server.ipv4), IpAddr::from(lab.server.ipv6)] {
-        let cg = TestCgroup::new();
+        let cg = TestCgroup::new("cgfw");
         let to = listener(&lab.server, addr);
         let port = to.port().to_string();
         // bash's /dev/tcp connects; it prints only when the connection was made.
@@ -153,7 +124,7 @@ fn tcp_exchange_v(client: &Host, to: SocketAddr) -> Option<Vec<u8>> {
 #[test]
 fn ingress_drops_what_comes_from_a_denied_address() {
     let lab = lab();
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("cgfw");
     let to = lab.server.ipv4.to_string();
     let ping = ["ping", "-c", "2", "-i", "0.3", "-W", "1", "-n", &to];
     let args = ["--ingress", "--deny", &to];
@@ -169,7 +140,7 @@ fn ingress_drops_what_comes_from_a_denied_address() {
 fn ctrl_c_detaches_and_removes_the_created_cgroup_but_keeps_an_existing_one() {
     // Created by the example: removed on exit, with the command it started.
     for run in [&[][..], &["--run", "--", "sleep", "30"][..]] {
-        let cg = TestCgroup::new();
+        let cg = TestCgroup::new("cgfw");
         let mut args = vec![cg.name.as_str(), "--deny", "10.77.0.2"];
         args.extend(run);
         let mut ex = run_example(EXAMPLE, &args);
@@ -185,7 +156,7 @@ fn ctrl_c_detaches_and_removes_the_created_cgroup_but_keeps_an_existing_one() {
         assert_unloaded(&ids);
     }
     // Made by someone else (here, the test): used, and left as it was.
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("cgfw");
     std::fs::create_dir(&cg.path).unwrap();
     let path = cg.path.to_str().unwrap();
     let mut ex = run_example(EXAMPLE, &[path, "--ingress", "--deny-port", "53"]);
@@ -199,7 +170,7 @@ fn ctrl_c_detaches_and_removes_the_created_cgroup_but_keeps_an_existing_one() {
 
 #[test]
 fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("cgfw");
     let name = cg.name.as_str();
     // With a command in the cgroup, which outlives the killed example (and must not
     // hold the test's pipes open).
@@ -314,7 +285,7 @@ fn servers(server: &Host) -> (u16, Arc<Mutex<Vec<String>>>) {
 fn extension_headers_fragments_and_mapped_addresses_do_not_get_past_a_denied_port() {
     let lab = lab();
     for denied in [true, false] {
-        let cg = TestCgroup::new();
+        let cg = TestCgroup::new("cgfw");
         let (port, seen) = servers(&lab.server);
         let p = port.to_string();
         let (v6, v4) = (lab.server.ipv6.to_string(), lab.server.ipv4.to_string());
@@ -546,7 +517,7 @@ unsafe impl plain::Plain for drop_event {}
 
 #[test]
 fn bad_input_gets_one_clear_sentence_and_creates_nothing() {
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("cgfw");
     let name = cg.name.as_str();
     let mount = cg.path.parent().unwrap().to_str().unwrap().to_string();
     let outside = format!("/tmp/{name}");

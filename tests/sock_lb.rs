@@ -13,42 +13,16 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::cgroup::{record_path, resolve};
 use ebpf_workshop::netns::in_namespace;
 use ebpf_workshop_dev::lab::{answered_by, serve_name, LbLab, LB_PORT, LB_SERVICE, LB_SERVICE6};
 use nix::sys::signal::Signal;
 
 const EXAMPLE: &str = "sock_lb";
-
-/// A cgroup name no other test uses; its directory is removed when the guard goes
-/// (its processes killed first), also when the test fails.
-struct TestCgroup {
-    name: String,
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new() -> Self {
-        let name = unique("socklb");
-        let path = resolve(&name).expect("cgroup v2 is mounted");
-        TestCgroup { name, path }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        if self.path.exists() {
-            let _ = std::fs::write(self.path.join("cgroup.kill"), "1"); // 5.14+
-            let _ = std::fs::remove_dir(&self.path);
-        }
-        let _ = std::fs::remove_file(record_path(&self.path));
-    }
-}
 
 /// A fresh load-balancer lab, each backend answering "served by b1"/"b2" on IPv4
 /// and IPv6 (one dual-stack listener bound inside the backend's namespace).
@@ -143,7 +117,7 @@ fn count(lines: &[String], what: &str) -> usize {
 #[test]
 fn two_hundred_connections_all_answered_balanced_and_the_service_seen() {
     let lab = lb_lab();
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("socklb");
     let mut argv = args(&lab, service(), &cg.name);
     argv.push("--run".into());
     argv.push("--".into());
@@ -176,7 +150,7 @@ fn two_hundred_connections_all_answered_balanced_and_the_service_seen() {
 #[test]
 fn ipv6_is_balanced_too_and_getpeername_says_the_service() {
     let lab = lb_lab();
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("socklb");
     std::fs::create_dir(&cg.path).unwrap(); // an existing cgroup: used, not removed
     let vip = SocketAddr::new(LB_SERVICE6.into(), LB_PORT);
     let argv = args(&lab, vip, cg.path.to_str().unwrap());
@@ -198,7 +172,7 @@ fn ipv6_is_balanced_too_and_getpeername_says_the_service() {
 #[test]
 fn removing_a_backend_sends_new_connections_to_the_others() {
     let lab = lb_lab();
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("socklb");
     std::fs::create_dir(&cg.path).unwrap();
     let fifo = std::env::temp_dir().join(format!("{}.stdin", cg.name));
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
@@ -238,7 +212,7 @@ fn removing_a_backend_sends_new_connections_to_the_others() {
 fn a_process_outside_the_cgroup_is_not_balanced_and_nothing_stays_attached() {
     let lab = lb_lab();
     for sig in [Signal::SIGINT, Signal::SIGKILL] {
-        let cg = TestCgroup::new();
+        let cg = TestCgroup::new("socklb");
         let argv = args(&lab, service(), &cg.name);
         let mut lb = run_example(EXAMPLE, &argv.iter().map(String::as_str).collect::<Vec<_>>());
         lb.wait_attached();
@@ -269,7 +243,7 @@ fn a_process_outside_the_cgroup_is_not_balanced_and_nothing_stays_attached() {
 
 #[test]
 fn bad_input_gets_one_clear_sentence_and_creates_nothing() {
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("socklb");
     let name = cg.name.as_str();
     let v1 = "/sys/fs/cgroup/pids";
     let in_v1 = format!("{v1}/{name}");

@@ -9,12 +9,12 @@
 mod common;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ebpf_workshop::cgroup::{record_path, resolve};
+use ebpf_workshop::cgroup::record_path;
 use nix::sys::signal::Signal;
 
 const EXAMPLE: &str = "sockmap";
@@ -86,43 +86,6 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// A cgroup name no other test uses, and its directory, removed when the guard
-/// goes (its processes killed first), also when the test fails.
-struct TestCgroup {
-    name: String,
-    path: PathBuf,
-}
-
-impl TestCgroup {
-    fn new() -> Self {
-        let name = unique("sockmap");
-        let path = resolve(&name).expect("cgroup v2 is mounted");
-        TestCgroup { name, path }
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        if self.path.exists() {
-            let _ = std::fs::write(self.path.join("cgroup.kill"), "1"); // 5.14+
-            for p in
-                std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default().lines()
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p.parse().unwrap_or(0)),
-                    Signal::SIGKILL,
-                );
-            }
-            eventually("the test cgroup emptied", || {
-                std::fs::read_to_string(self.path.join("cgroup.procs"))
-                    .map_or(true, |p| p.is_empty())
-            });
-            let _ = std::fs::remove_dir(&self.path);
-        }
-        let _ = std::fs::remove_file(record_path(&self.path));
     }
 }
 
@@ -215,7 +178,7 @@ fn start(cg: &TestCgroup) -> Running {
 
 #[test]
 fn eight_megabytes_each_way_go_socket_to_socket_byte_exact() {
-    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let (ns, cg) = (Netns::new(), TestCgroup::new("sockmap"));
     let mut ex = start(&cg);
     let (server, port) = server(&ns, Some(&cg));
     let n = (8 << 20).to_string();
@@ -244,7 +207,7 @@ fn eight_megabytes_each_way_go_socket_to_socket_byte_exact() {
 
 #[test]
 fn with_the_server_outside_the_cgroup_the_same_exchange_goes_by_tcp() {
-    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let (ns, cg) = (Netns::new(), TestCgroup::new("sockmap"));
     let mut ex = start(&cg);
     let (_server, port) = server(&ns, None);
     let n = (1 << 20).to_string();
@@ -261,7 +224,7 @@ fn with_the_server_outside_the_cgroup_the_same_exchange_goes_by_tcp() {
 
 #[test]
 fn a_thousand_short_connections_leave_the_socket_map_empty() {
-    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let (ns, cg) = (Netns::new(), TestCgroup::new("sockmap"));
     let mut ex = start(&cg);
     let (_server, port) = server(&ns, Some(&cg));
     let end = peer(&ns, Some(&cg), &["many", &port, "1000"]).wait(Duration::from_secs(40));
@@ -283,7 +246,7 @@ fn a_thousand_short_connections_leave_the_socket_map_empty() {
 
 #[test]
 fn ctrl_c_detaches_and_removes_the_created_cgroup() {
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("sockmap");
     let mut ex = run_example(EXAMPLE, &[&cg.name, "--run", "--", "sleep", "30"]);
     ex.wait_attached();
     let ids = bpf_prog_ids(ex.pid());
@@ -298,7 +261,7 @@ fn ctrl_c_detaches_and_removes_the_created_cgroup() {
 
 #[test]
 fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
-    let cg = TestCgroup::new();
+    let cg = TestCgroup::new("sockmap");
     let name = cg.name.as_str();
     let sleep = ["sh", "-c", "exec sleep 60 >/dev/null 2>&1"];
     let mut args = vec![name, "--run", "--"];
@@ -335,7 +298,7 @@ fn a_killed_run_leaves_nothing_attached_and_cleanup_removes_its_cgroup() {
 fn ipv6_and_ipv4_to_a_dual_stack_server_go_socket_to_socket_too() {
     for (server_at, client_at, shown) in [("::1", "::1", "[::1]"), ("::", "127.0.0.1", "127.0.0.1")]
     {
-        let (ns, cg) = (Netns::new(), TestCgroup::new());
+        let (ns, cg) = (Netns::new(), TestCgroup::new("sockmap"));
         let mut ex = start(&cg);
         let mut server = peer_at(server_at, &ns, Some(&cg), &["server"]);
         let port = server.wait_for("port ", Duration::from_secs(10));
@@ -376,7 +339,7 @@ print("sent after the stop:", s.recv(65536) == b"B" * 10, flush=True)
 
 #[test]
 fn a_connection_open_at_ctrl_c_goes_on_by_tcp_and_loses_nothing() {
-    let (ns, cg) = (Netns::new(), TestCgroup::new());
+    let (ns, cg) = (Netns::new(), TestCgroup::new("sockmap"));
     let mut ex = start(&cg);
     let flag = std::env::temp_dir().join(unique("sockmap-stopped"));
     let flag_arg = flag.to_str().unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use common::skel::xdp_router::XdpRouterSkelBuilder;
@@ -218,28 +218,13 @@ fn loaded(ifindexes: &[u32]) -> RouterSkel {
 /// BPF_PROG_TEST_RUN with an XDP context saying the frame came in on `ifindex`
 /// (the kernel takes that from 5.15 on; None when it refuses the context).
 fn run_on(prog: &impl AsFd, ifindex: u32, frame: &[u8]) -> Option<(u32, Vec<u8>)> {
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
-    // egress_ifindex. data_end is the frame's length (data 0: no metadata).
-    let mut ctx = [0u32; 6];
-    ctx[1] = frame.len() as u32;
-    ctx[3] = ifindex;
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of_val(&opts) as _;
-    opts.data_in = frame.as_ptr().cast();
-    opts.data_size_in = frame.len() as u32;
-    opts.data_out = out.as_mut_ptr().cast();
-    opts.data_size_out = out.len() as u32;
-    opts.ctx_in = ctx.as_ptr().cast();
-    opts.ctx_size_in = std::mem::size_of_val(&ctx) as u32;
-    opts.repeat = 1;
-    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_fd().as_raw_fd(), &mut opts) };
-    if rc == -nix::libc::EINVAL {
-        return None;
+    match ebpf_workshop_dev::progs::test_run_on_device(prog, frame, ifindex) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => None,
+        run => {
+            let run = run.unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"));
+            Some((run.action, run.frame))
+        }
     }
-    assert_eq!(rc, 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::from_raw_os_error(-rc));
-    out.truncate(opts.data_size_out as usize);
-    Some((opts.retval, out))
 }
 
 /// An IPv4 frame with `ttl`, its header checksum computed from scratch.

@@ -194,12 +194,7 @@ impl Lab {
     /// Remove lab `name`: deleting the namespaces deletes the veth pair and every
     /// program attached to it. Missing parts are fine.
     pub fn down(name: &str) -> Result<()> {
-        for ns in [format!("{name}-client"), format!("{name}-server")] {
-            if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
-                run_checked(Command::new("ip").args(["netns", "del", &ns]))?;
-            }
-        }
-        Ok(())
+        delete_namespaces(&[format!("{name}-client"), format!("{name}-server")])
     }
 
     /// Leave the lab in place when this value is dropped (for `make lab`).
@@ -663,12 +658,7 @@ impl RouterLab {
     /// Remove lab `name`: deleting the namespaces deletes the veth pairs and every
     /// program attached. Missing parts are fine.
     pub fn down(name: &str) -> Result<()> {
-        for ns in RouterLab::namespaces(name) {
-            if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
-                run_checked(Command::new("ip").args(["netns", "del", &ns]))?;
-            }
-        }
-        Ok(())
+        delete_namespaces(&RouterLab::namespaces(name))
     }
 
     /// Leave the lab in place when this value is dropped (for `make lab-router`).
@@ -685,4 +675,15 @@ impl Drop for RouterLab {
             }
         }
     }
+}
+
+/// Delete these namespaces, those that exist: their veth ends and every program
+/// attached to them go with them.
+fn delete_namespaces(names: &[String]) -> Result<()> {
+    for ns in names {
+        if std::path::Path::new(NETNS_DIR).join(ns).exists() {
+            run_checked(Command::new("ip").args(["netns", "del", ns]))?;
+        }
+    }
+    Ok(())
 }

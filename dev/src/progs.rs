@@ -128,6 +128,31 @@ pub fn test_run(prog: &impl AsFd, frame: &[u8]) -> std::io::Result<TestRun> {
 /// Run `prog` `repeat` times on `frame` in one call. Each repetition sees what
 /// the one before left: the output frame is the last run's.
 pub fn test_run_repeated(prog: &impl AsFd, frame: &[u8], repeat: u32) -> std::io::Result<TestRun> {
+    run(prog, frame, repeat, None)
+}
+
+/// Run an XDP `prog` once on `frame` as if it came in on interface `ifindex`
+/// (what bpf_fib_lookup needs). The kernel takes an XDP context in a test run
+/// from Linux 5.15: before that this fails with EINVAL.
+pub fn test_run_on_device(
+    prog: &impl AsFd,
+    frame: &[u8],
+    ifindex: u32,
+) -> std::io::Result<TestRun> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+    // egress_ifindex. data_end is the frame's length (data 0: no metadata).
+    let mut ctx = [0u32; 6];
+    ctx[1] = frame.len() as u32;
+    ctx[3] = ifindex;
+    run(prog, frame, 1, Some(&ctx))
+}
+
+fn run(
+    prog: &impl AsFd,
+    frame: &[u8],
+    repeat: u32,
+    ctx: Option<&[u32]>,
+) -> std::io::Result<TestRun> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of_val(&opts) as _;
@@ -136,6 +161,10 @@ pub fn test_run_repeated(prog: &impl AsFd, frame: &[u8], repeat: u32) -> std::io
     opts.data_out = out.as_mut_ptr().cast();
     opts.data_size_out = out.len() as u32;
     opts.repeat = repeat as i32;
+    if let Some(ctx) = ctx {
+        opts.ctx_in = ctx.as_ptr().cast();
+        opts.ctx_size_in = std::mem::size_of_val(ctx) as u32;
+    }
     let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_fd().as_raw_fd(), &mut opts) };
     if rc < 0 {
         return Err(std::io::Error::from_raw_os_error(-rc));

@@ -192,3 +192,39 @@ pub mod skel {
     }
     skeletons!(xdp, xdp_pingpong, tc, tc_pingpong, xdp_lb, cgroup_firewall, xdp_router);
 }
+
+/// A cgroup v2 directory no other test uses, named `<prefix><unique>`, for the
+/// examples that create it (cgroup_firewall, sockmap, sock_lb). The guard removes
+/// it when it goes, also when the test fails: its processes killed first
+/// (cgroup.kill from 5.14, each pid by hand before that), then the directory and
+/// the examples' record of it.
+pub struct TestCgroup {
+    pub name: String,
+    pub path: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        let path = ebpf_workshop::cgroup::resolve(&name).expect("cgroup v2 is mounted");
+        TestCgroup { name, path }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let procs = self.path.join("cgroup.procs");
+        if self.path.exists() {
+            let _ = std::fs::write(self.path.join("cgroup.kill"), "1"); // 5.14+
+            for p in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
+                let pid = nix::unistd::Pid::from_raw(p.parse().unwrap_or(0));
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            eventually("the test cgroup emptied", || {
+                std::fs::read_to_string(&procs).map_or(true, |p| p.is_empty())
+            });
+            let _ = std::fs::remove_dir(&self.path);
+        }
+        let _ = std::fs::remove_file(ebpf_workshop::cgroup::record_path(&self.path));
+    }
+}
