@@ -100,8 +100,8 @@ static __always_inline void report_new_flow(struct router_counts *n,
         return;
     }
     e->ts_ns = bpf_ktime_get_ns();
-    __builtin_memcpy(e->saddr, f.saddr, 16);
-    __builtin_memcpy(e->daddr, f.daddr, 16);
+    __builtin_memcpy(e->saddr, f.saddr, sizeof(e->saddr));
+    __builtin_memcpy(e->daddr, f.daddr, sizeof(e->daddr));
     e->family = f.family;
     e->protocol = f.protocol;
     e->ifindex_in = in;
@@ -188,8 +188,8 @@ int xdp_router(struct xdp_md *ctx) {
         fib.flowinfo = *(__be32 *)p.ip6 & bpf_htonl(0x0FFFFFFF);
         fib.l4_protocol = p.ip6->nexthdr;
         fib.tot_len = bpf_ntohs(p.ip6->payload_len);
-        __builtin_memcpy(fib.ipv6_src, &p.ip6->saddr, 16);
-        __builtin_memcpy(fib.ipv6_dst, &p.ip6->daddr, 16);
+        __builtin_memcpy(fib.ipv6_src, &p.ip6->saddr, sizeof(fib.ipv6_src));
+        __builtin_memcpy(fib.ipv6_dst, &p.ip6->daddr, sizeof(fib.ipv6_dst));
     } else {
         return XDP_PASS; /* not reached: the EtherType said IP */
     }
