@@ -17,6 +17,10 @@ LAB        := ebpfws
 LB_LAB     := ebpflb
 ROUTER_LAB := ebpfws-rt
 
+# make test-kernels TEST_KERNELS_FLAGS="-d 3000": flags for .ci/test-kernels (-d: the
+# whole run's time limit in seconds, as CI sets it; -t: one kernel's; -k: another list).
+TEST_KERNELS_FLAGS ?=
+
 .PHONY: help deps build hello trace test test-only vmlinux vmlinux-arm64 fmt lint lab lab-lb lab-router lab-reset lab-down status bench new book clean test-kernels
 EXAMPLE    ?= hello
 # mdbook builds the book (make book); cargo installs it into CARGO_HOME when missing.
@@ -100,7 +104,7 @@ lab-down: ## remove the labs (packet, load-balancer, router) and everything atta
 
 test-kernels: deps ## the kernel-dependent tests inside Debian's 5.10, 6.1, 6.12, 7.2 and arm64 kernels (QEMU; .ci/kernels.list)
 	@echo "==> test-kernels: boot each kernel of .ci/kernels.list with virtme-ng and run the tests inside"
-	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels
+	$(SUDO) CARGO="$$(command -v $(CARGO))" .ci/test-kernels $(TEST_KERNELS_FLAGS)
 
 bench: DEB_PKGS += $(BENCH_PKGS)
 bench: deps ## measure program cost, ping three ways, events, start-up (release build; SECTIONS="1 3" for some)
